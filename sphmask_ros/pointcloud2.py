@@ -1,0 +1,723 @@
+"""Vectorized ``sensor_msgs/PointCloud2`` <-> numpy, and a PCD v0.7 reader.
+
+Decoding never loops over points: the message buffer is viewed in place (``np.frombuffer``)
+through a structured dtype built from the message's ``fields``, and only the columns the
+caller needs are copied out. Encoding packs named columns into one structured array and hands
+its bytes to ``array.array('B').frombytes``, which is the fast path of the generated message
+setter (assigning ``bytes`` to ``msg.data`` is the slow per-byte path, ROS_NOTES section 5).
+
+Conventions (the node and the bag tools rely on them):
+
+* ``DecodedCloud.index`` holds, for every kept (finite) point, its position in the
+  *flattened raw cloud*: row-major ``row * width + col`` for organized clouds, NaN/Inf points
+  keep their slots. Instance point indices published by the node therefore refer to the
+  input message as received.
+* Non-finite points (any of x, y, z NaN or +-Inf) are dropped by ``decode_cloud`` whatever
+  ``is_dense`` claims, because drivers get ``is_dense`` wrong. ``read_points`` /
+  ``read_points_numpy`` keep sensor_msgs_py's semantics instead (NaN filter only when
+  ``skip_nans`` and not ``is_dense``).
+* Buffer size: ``data`` must be exactly ``row_step * height`` bytes with
+  ``row_step >= width * point_step`` (rows may carry trailing padding, as the message
+  definition allows). Shorter *and* longer buffers are rejected with ``CloudError`` (the
+  Autoware ``isValid`` rule): a length mismatch means the layout is not what the header says,
+  and guessing would silently scramble points.
+* Colours come out as float32 in [-1, 1] (``raw / 127.5 - 1``, the Scene contract). Packed
+  ``rgb``/``rgba`` fields (float32 or uint32 bits, ``0xAARRGGBB``) and separate ``r``/``g``/``b``
+  fields are understood; separate integer channels are read as 0..255, floating channels as
+  0..1.
+* ``PointField.count == 0`` is read as 1: it is the message default, and hand-written
+  publishers often leave it unset.
+"""
+
+from __future__ import annotations
+
+import array
+import sys
+from dataclasses import dataclass, field
+from os import PathLike
+from typing import Iterable, Sequence
+
+import numpy as np
+from numpy.lib.recfunctions import structured_to_unstructured
+from sensor_msgs.msg import PointCloud2, PointField
+from std_msgs.msg import Header
+
+__all__ = [
+    "CloudError",
+    "DecodedCloud",
+    "PcdCloud",
+    "POINTFIELD_DTYPES",
+    "dtype_from_fields",
+    "decode_cloud",
+    "read_points",
+    "read_points_numpy",
+    "encode_cloud",
+    "labelled_cloud",
+    "pack_rgb",
+    "unpack_rgb",
+    "lzf_decompress",
+    "read_pcd",
+    "pcd_to_pointcloud2",
+    "decode_pcd",
+]
+
+
+class CloudError(ValueError):
+    """A PointCloud2 (or PCD file) whose layout or contents cannot be decoded."""
+
+
+# PointField datatype constant -> numpy scalar type (byte order added per message).
+POINTFIELD_DTYPES: dict[int, np.dtype] = {
+    PointField.INT8: np.dtype(np.int8),
+    PointField.UINT8: np.dtype(np.uint8),
+    PointField.INT16: np.dtype(np.int16),
+    PointField.UINT16: np.dtype(np.uint16),
+    PointField.INT32: np.dtype(np.int32),
+    PointField.UINT32: np.dtype(np.uint32),
+    PointField.FLOAT32: np.dtype(np.float32),
+    PointField.FLOAT64: np.dtype(np.float64),
+}
+_NUMPY_TO_POINTFIELD: dict[np.dtype, int] = {v: k for k, v in POINTFIELD_DTYPES.items()}
+
+# Same prefix as sensor_msgs_py, so field names agree for unnamed (padding) fields.
+UNNAMED_FIELD_PREFIX = "unnamed_field"
+_COLOUR_FIELDS = ("rgb", "rgba")
+_HOST_BIG_ENDIAN = sys.byteorder == "big"
+
+
+@dataclass
+class DecodedCloud:
+    """The finite points of one PointCloud2, as plain numpy arrays in native byte order.
+
+    ``index[i]`` is the position of point ``i`` in the flattened raw cloud (row-major
+    ``row * width + col``; dropped NaN/Inf points keep their slots), so ``n_raw`` may be larger
+    than ``len(xyz)``. ``extras`` holds every other named field (e.g. ``instance_id``,
+    ``semantic_id`` ground truth), filtered to the same points; a field with ``count > 1``
+    appears as ``name_0``, ``name_1``, ...
+    """
+
+    xyz: np.ndarray  # (M, 3) float32
+    rgb: np.ndarray | None  # (M, 3) float32 in [-1, 1]
+    intensity: np.ndarray | None  # (M,) float32
+    index: np.ndarray  # (M,) int64 into the flattened raw cloud
+    n_raw: int
+    height: int
+    width: int
+    extras: dict[str, np.ndarray] = field(default_factory=dict)  # each (M,) native dtype
+    frame_id: str = ""
+    stamp_ns: int = 0
+
+    def __len__(self) -> int:
+        return int(self.xyz.shape[0])
+
+
+def _field_count(f: PointField) -> int:
+    return max(int(f.count), 1)
+
+
+def _field_name(f: PointField, i: int) -> str:
+    return f.name if f.name else f"{UNNAMED_FIELD_PREFIX}_{i}"
+
+
+def dtype_from_fields(
+    fields: Sequence[PointField], point_step: int, is_bigendian: bool = False
+) -> np.dtype:
+    """Structured dtype of one point: any field order and offsets, padding, ``count > 1``.
+
+    The itemsize is ``point_step`` so padding between and after fields is skipped. A field with
+    ``count > 1`` becomes sub-fields ``name_0 .. name_{count-1}`` (sensor_msgs_py naming), an
+    unnamed field becomes ``unnamed_field_<i>``. Raises ``CloudError`` for an unknown datatype,
+    a duplicate name, a negative offset or a field reaching past ``point_step``.
+    """
+    order = ">" if is_bigendian else "<"
+    names: list[str] = []
+    formats: list[np.dtype] = []
+    offsets: list[int] = []
+    for i, f in enumerate(fields):
+        name = _field_name(f, i)
+        base = POINTFIELD_DTYPES.get(int(f.datatype))
+        if base is None:
+            raise CloudError(
+                f"PointField '{name}' has unknown datatype {f.datatype} "
+                f"(expected 1..8, INT8..FLOAT64)"
+            )
+        count = _field_count(f)
+        end = int(f.offset) + base.itemsize * count
+        if int(f.offset) < 0:
+            raise CloudError(f"PointField '{name}' has negative offset {f.offset}")
+        if end > point_step:
+            raise CloudError(
+                f"point_step {point_step} is smaller than the extent of field '{name}' "
+                f"(offset {f.offset} + {count} x {base.itemsize} bytes = {end})"
+            )
+        fmt = base.newbyteorder(order) if base.itemsize > 1 else base
+        sub = [name] if count == 1 else [f"{name}_{a}" for a in range(count)]
+        for a, sub_name in enumerate(sub):
+            if sub_name in names:
+                raise CloudError(f"duplicate PointField name '{sub_name}'")
+            names.append(sub_name)
+            formats.append(fmt)
+            offsets.append(int(f.offset) + a * base.itemsize)
+    if point_step <= 0 and names:
+        raise CloudError(f"point_step must be positive, got {point_step}")
+    return np.dtype(
+        {"names": names, "formats": formats, "offsets": offsets, "itemsize": max(point_step, 0)}
+    )
+
+
+def _buffer(data: object) -> np.ndarray:
+    """Zero-copy uint8 view of ``msg.data`` (array.array, bytes, numpy from rosbags)."""
+    try:
+        return np.frombuffer(data, dtype=np.uint8)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        # A plain list (hand-built message); copying is unavoidable.
+        return np.asarray(data, dtype=np.uint8)
+
+
+def _structured_view(msg: PointCloud2) -> np.ndarray:
+    """Validate the buffer and return the (height*width,) structured points, row-major."""
+    height, width = int(msg.height), int(msg.width)
+    point_step, row_step = int(msg.point_step), int(msg.row_step)
+    dtype = dtype_from_fields(msg.fields, point_step, bool(msg.is_bigendian))
+    buf = _buffer(msg.data)
+    if height * width == 0:
+        if buf.size:
+            raise CloudError(
+                f"cloud has width*height = 0 but {buf.size} data bytes; layout is inconsistent"
+            )
+        return np.empty(0, dtype=dtype)
+    if point_step <= 0:
+        raise CloudError(f"point_step must be positive, got {point_step}")
+    packed_row = width * point_step
+    if row_step < packed_row:
+        raise CloudError(
+            f"row_step {row_step} is smaller than width*point_step = {width}*{point_step}"
+        )
+    expected = row_step * height
+    if buf.size != expected:
+        what = "shorter" if buf.size < expected else "longer"
+        raise CloudError(
+            f"data has {buf.size} bytes, {what} than row_step*height = {row_step}*{height} "
+            f"= {expected} (width {width}, point_step {point_step})"
+        )
+    rows = buf.reshape(height, row_step)[:, :packed_row]
+    # (H, W): rows first, the message's row-major order (sensor_msgs_py #236 swaps these).
+    points = rows.view(dtype)
+    return points.reshape(height * width)
+
+
+def _stamp_ns(header: Header) -> int:
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+def unpack_rgb(packed: np.ndarray) -> np.ndarray:
+    """(N,) packed ``0xAARRGGBB`` (uint32 or the same bits as float32) -> (N, 3) float32 in [-1, 1]."""
+    packed = np.asarray(packed)
+    if packed.dtype.itemsize != 4:
+        raise ValueError(f"packed colour must be a 4-byte type, got {packed.dtype}")
+    bits = packed.view(packed.dtype.str[0] + "u4").astype(np.uint32, copy=False)
+    channels = np.empty((bits.shape[0], 3), dtype=np.float32)  # (N, 3)
+    channels[:, 0] = (bits >> 16) & 0xFF
+    channels[:, 1] = (bits >> 8) & 0xFF
+    channels[:, 2] = bits & 0xFF
+    channels *= 1.0 / 127.5
+    channels -= 1.0
+    return channels
+
+
+def pack_rgb(rgb: np.ndarray) -> np.ndarray:
+    """(N, 3) colours -> (N,) float32 carrying ``0x00RRGGBB`` bits (the PCL/RViz ``rgb`` field).
+
+    uint8 input is taken as 0..255, floating input as the Scene convention [-1, 1]. Alpha is
+    left 0 on purpose: ``0xFF......`` bits read as a float32 are NaN, which trips consumers
+    that NaN-check every field.
+    """
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 2 or rgb.shape[1] != 3:
+        raise ValueError(f"rgb must have shape (N, 3), got {rgb.shape}")
+    if rgb.dtype == np.uint8:
+        channels = rgb.astype(np.uint32)
+    elif np.issubdtype(rgb.dtype, np.floating):
+        channels = np.clip(np.rint((rgb.astype(np.float32) + 1.0) * 127.5), 0, 255).astype(
+            np.uint32
+        )
+    else:
+        raise ValueError(f"rgb must be uint8 (0..255) or floating ([-1, 1]), got {rgb.dtype}")
+    bits = (channels[:, 0] << 16) | (channels[:, 1] << 8) | channels[:, 2]
+    return bits.view(np.float32)
+
+
+def _column(points: np.ndarray, name: str, keep: np.ndarray | None) -> np.ndarray:
+    col = points[name]
+    if keep is not None:
+        col = col[keep]
+    return col.astype(col.dtype.newbyteorder("="), copy=keep is None)
+
+
+def _decode_colour(
+    points: np.ndarray, names: set[str], keep: np.ndarray | None
+) -> tuple[np.ndarray | None, set[str]]:
+    for name in _COLOUR_FIELDS:
+        if name in names and points.dtype[name].itemsize == 4:
+            col = points[name] if keep is None else points[name][keep]
+            return unpack_rgb(col), {name}
+    if {"r", "g", "b"} <= names:
+        rgb = np.empty((points.shape[0] if keep is None else keep.shape[0], 3), np.float32)
+        for c, name in enumerate("rgb"):
+            col = points[name] if keep is None else points[name][keep]
+            if np.issubdtype(col.dtype, np.floating):
+                rgb[:, c] = col * 2.0 - 1.0  # channels in 0..1
+            else:
+                rgb[:, c] = col / 127.5 - 1.0  # channels in 0..255
+        return rgb, {"r", "g", "b"}
+    return None, set()
+
+
+def decode_cloud(msg: PointCloud2) -> DecodedCloud:
+    """Decode any PointCloud2 layout into its finite points (see module doc for conventions).
+
+    Works with rclpy messages and with rosbags' deserialized dataclasses (same attribute
+    names). An empty cloud (``width * height == 0``) gives a valid empty result, also when it
+    has no fields at all (a default-constructed message). Raises ``CloudError`` for a buffer
+    of the wrong size, ``point_step`` too small, unknown datatypes, and missing x/y/z.
+    """
+    points = _structured_view(msg)
+    names = set(points.dtype.names or ())
+    height, width = int(msg.height), int(msg.width)
+    frame_id, stamp_ns = str(msg.header.frame_id), _stamp_ns(msg.header)
+    missing = [c for c in "xyz" if c not in names]
+    if missing:
+        if points.shape[0] == 0 and not names:
+            return DecodedCloud(
+                xyz=np.empty((0, 3), np.float32), rgb=None, intensity=None,
+                index=np.empty(0, np.int64), n_raw=0, height=height, width=width,
+                frame_id=frame_id, stamp_ns=stamp_ns,
+            )
+        raise CloudError(f"cloud has no field(s) {missing}; fields are {sorted(names)}")
+
+    n_raw = points.shape[0]
+    xyz = np.empty((n_raw, 3), dtype=np.float32)  # (N, 3)
+    for c, name in enumerate("xyz"):
+        xyz[:, c] = points[name]
+    # Checked after the float32 cast: a finite float64 beyond float32 range becomes Inf.
+    finite = np.isfinite(xyz).all(axis=1)  # (N,)
+    if finite.all():
+        keep = None
+        index = np.arange(n_raw, dtype=np.int64)
+    else:
+        index = np.flatnonzero(finite).astype(np.int64, copy=False)
+        keep = index
+        xyz = xyz[index]
+
+    rgb, used = _decode_colour(points, names, keep)
+    intensity = None
+    if "intensity" in names:
+        intensity = _column(points, "intensity", keep).astype(np.float32, copy=False)
+        used = used | {"intensity"}
+    used = used | {"x", "y", "z"}
+    extras = {
+        name: _column(points, name, keep)
+        for name in points.dtype.names
+        if name not in used and not name.startswith(UNNAMED_FIELD_PREFIX)
+    }
+    return DecodedCloud(
+        xyz=xyz, rgb=rgb, intensity=intensity, index=index, n_raw=n_raw,
+        height=height, width=width, extras=extras, frame_id=frame_id, stamp_ns=stamp_ns,
+    )
+
+
+def read_points(
+    msg: PointCloud2,
+    field_names: Sequence[str] | None = None,
+    skip_nans: bool = False,
+    uvs: Iterable[int] | np.ndarray | None = None,
+    reshape_organized_cloud: bool = False,
+) -> np.ndarray:
+    """Structured points in native byte order, with sensor_msgs_py's ``read_points`` semantics.
+
+    NaN points are dropped only if ``skip_nans`` and the cloud is not ``is_dense`` (checked on
+    the selected fields, NaN only, not Inf). ``uvs`` picks flat indices. Unlike sensor_msgs_py
+    (common_interfaces #236), ``reshape_organized_cloud`` gives shape ``(height, width)``.
+    """
+    points = _structured_view(msg)
+    all_names = list(points.dtype.names or ())
+    if field_names is not None:
+        unknown = [n for n in field_names if n not in all_names]
+        if unknown:
+            raise CloudError(f"requested field(s) {unknown} not in cloud fields {all_names}")
+        points = points[list(field_names)]
+    native = np.dtype(
+        {
+            "names": list(points.dtype.names),
+            "formats": [points.dtype[n].newbyteorder("=") for n in points.dtype.names],
+            "offsets": [points.dtype.fields[n][1] for n in points.dtype.names],
+            "itemsize": points.dtype.itemsize,
+        }
+    )
+    points = points.astype(native)
+    if skip_nans and not msg.is_dense:
+        ok = np.ones(points.shape[0], dtype=bool)
+        for name in points.dtype.names:
+            ok &= ~np.isnan(points[name])
+        points = points[ok]
+    if uvs is not None:
+        idx = uvs if isinstance(uvs, np.ndarray) else np.fromiter(uvs, dtype=np.int64)
+        points = points[idx]
+    if reshape_organized_cloud and int(msg.height) > 1:
+        points = points.reshape(int(msg.height), int(msg.width))
+    return points
+
+
+def read_points_numpy(
+    msg: PointCloud2,
+    field_names: Sequence[str] | None = None,
+    skip_nans: bool = False,
+    uvs: Iterable[int] | np.ndarray | None = None,
+    reshape_organized_cloud: bool = False,
+) -> np.ndarray:
+    """Unstructured ``(N, F)`` array of equally typed fields (sensor_msgs_py semantics).
+
+    Raises ``CloudError`` when the selected fields do not share one datatype.
+    """
+    points = read_points(msg, field_names, skip_nans, uvs, reshape_organized_cloud)
+    kinds = {points.dtype[n] for n in points.dtype.names}
+    if len(kinds) > 1:
+        raise CloudError(
+            f"read_points_numpy needs fields of one datatype, got {sorted(map(str, kinds))}; "
+            f"use read_points() or select fields"
+        )
+    return structured_to_unstructured(points)
+
+
+def _encodable(name: str, values: np.ndarray, n: int) -> np.ndarray:
+    """Check one column and bring it to a PointField-representable dtype."""
+    if values.shape[0] != n:
+        raise ValueError(f"field '{name}' has {values.shape[0]} rows, expected {n}")
+    if values.ndim not in (1, 2):
+        raise ValueError(f"field '{name}' must be (N,) or (N, count), got shape {values.shape}")
+    dt = values.dtype.newbyteorder("=")
+    if dt in (np.dtype(np.int64), np.dtype(np.uint64)):
+        # PointField has no 64-bit integers; ids are small, so a checked narrowing is safe.
+        target = np.dtype(np.int32) if dt == np.int64 else np.dtype(np.uint32)
+        info = np.iinfo(target)
+        if values.size and (values.min() < info.min or values.max() > info.max):
+            raise ValueError(f"field '{name}' does not fit in {target} (PointField has no int64)")
+        return values.astype(target)
+    if dt == np.bool_:
+        return values.astype(np.uint8)
+    if dt not in _NUMPY_TO_POINTFIELD:
+        raise ValueError(f"field '{name}' has dtype {values.dtype}, not a PointField datatype")
+    return values
+
+
+def encode_cloud(header: Header, fields: dict[str, np.ndarray]) -> PointCloud2:
+    """Pack named columns into an unorganized (height 1), dense-packed PointCloud2.
+
+    ``fields`` maps names to ``(N,)`` or ``(N, count)`` arrays, written in dict order. Two keys
+    are special: ``"xyz"`` ``(N, 3)`` becomes float32 fields ``x, y, z``, and ``"rgb"`` ``(N, 3)``
+    (uint8 0..255 or float [-1, 1]) becomes one packed float32 ``rgb`` field (an ``(N,)`` ``rgb``
+    is written as given). int64 columns are narrowed to int32 (checked). ``is_dense`` is False
+    (no NaN check is made) and the byte order is the host's.
+    """
+    if not fields:
+        raise ValueError("encode_cloud needs at least one field")
+    columns: dict[str, np.ndarray] = {}
+    for name, values in fields.items():
+        values = np.asarray(values)
+        if name == "xyz":
+            if values.ndim != 2 or values.shape[1] != 3:
+                raise ValueError(f"'xyz' must have shape (N, 3), got {values.shape}")
+            for c, axis in enumerate("xyz"):
+                columns[axis] = values[:, c].astype(np.float32, copy=False)
+        elif name == "rgb" and values.ndim == 2:
+            columns["rgb"] = pack_rgb(values)
+        else:
+            columns[name] = values
+    n = next(iter(columns.values())).shape[0]
+    pf_list: list[PointField] = []
+    names, formats, offsets = [], [], []
+    offset = 0
+    for name, values in list(columns.items()):
+        values = _encodable(name, values, n)
+        columns[name] = values
+        base = values.dtype.newbyteorder("=")
+        count = 1 if values.ndim == 1 else values.shape[1]
+        pf_list.append(
+            PointField(name=name, offset=offset, datatype=_NUMPY_TO_POINTFIELD[base], count=count)
+        )
+        names.append(name)
+        formats.append(base if count == 1 else (base, (count,)))
+        offsets.append(offset)
+        offset += base.itemsize * count
+    point_step = offset
+    packed = np.empty(n, dtype=np.dtype(
+        {"names": names, "formats": formats, "offsets": offsets, "itemsize": point_step}
+    ))
+    for name in names:
+        packed[name] = columns[name]
+    data = array.array("B")
+    data.frombytes(memoryview(packed.view(np.uint8)))
+
+    msg = PointCloud2()
+    msg.header = header
+    msg.height = 1
+    msg.width = n
+    msg.fields = pf_list
+    msg.is_bigendian = _HOST_BIG_ENDIAN
+    msg.point_step = point_step
+    msg.row_step = point_step * n
+    msg.is_dense = False
+    msg.data = data  # set last, as array('B'): the generated setter's fast path
+    return msg
+
+
+def labelled_cloud(
+    header: Header,
+    xyz: np.ndarray,
+    rgb: np.ndarray | None,
+    instance_id: np.ndarray,
+    class_id: np.ndarray,
+    score: np.ndarray,
+) -> PointCloud2:
+    """The node's labelled cloud: ``x y z [rgb] instance_id class_id score``.
+
+    ``instance_id``/``class_id`` are written as int32 (-1 = none), ``score`` as float32;
+    ``rgb`` (N, 3) uint8 or [-1, 1] floats, or None to leave the field out.
+    """
+    xyz = np.asarray(xyz)
+    n = xyz.shape[0]
+    cols: dict[str, np.ndarray] = {"xyz": xyz}
+    if rgb is not None:
+        cols["rgb"] = np.asarray(rgb)
+    for name, values, dt in (
+        ("instance_id", instance_id, np.int32),
+        ("class_id", class_id, np.int32),
+        ("score", score, np.float32),
+    ):
+        values = np.asarray(values)
+        if values.shape != (n,):
+            raise ValueError(f"{name} must have shape ({n},), got {values.shape}")
+        if np.issubdtype(values.dtype, np.integer) and values.size:
+            info = np.iinfo(dt) if np.issubdtype(np.dtype(dt), np.integer) else None
+            if info is not None and (values.min() < info.min or values.max() > info.max):
+                raise ValueError(f"{name} does not fit in {np.dtype(dt)}")
+        cols[name] = values.astype(dt, copy=False)
+    return encode_cloud(header, cols)
+
+
+# --------------------------------------------------------------------------------------------
+# PCD v0.7
+
+
+@dataclass
+class PcdCloud:
+    """A PCD file's points (row-major, little-endian, one record per point) and header."""
+
+    points: np.ndarray  # (width * height,) structured, PCD field names
+    width: int
+    height: int
+    viewpoint: tuple[float, ...]  # tx ty tz qw qx qy qz
+    data_format: str  # ascii | binary | binary_compressed
+
+
+_PCD_TYPES = {"F": "f", "I": "i", "U": "u"}
+
+
+def lzf_decompress(src: bytes, out_size: int) -> bytes:
+    """Decompress an LZF block (liblzf format) of known decompressed size.
+
+    A control byte below 32 starts a literal run of ``ctrl + 1`` bytes; otherwise its top 3 bits
+    are a length (7 = read one more length byte), the low 5 bits plus the next byte a backward
+    distance, and ``length + 2`` bytes are copied from ``distance + 1`` bytes back (the source
+    may overlap the output, which repeats the last ``distance + 1`` bytes).
+    """
+    src = bytes(src)
+    out = bytearray(out_size)
+    n = len(src)
+    ip = op = 0
+    while ip < n:
+        ctrl = src[ip]
+        ip += 1
+        if ctrl < 32:
+            length = ctrl + 1
+            if ip + length > n or op + length > out_size:
+                raise CloudError(f"corrupt LZF data: literal run overflows at input byte {ip}")
+            out[op:op + length] = src[ip:ip + length]
+            ip += length
+            op += length
+            continue
+        length = ctrl >> 5
+        if length == 7:
+            if ip >= n:
+                raise CloudError("corrupt LZF data: truncated back-reference")
+            length += src[ip]
+            ip += 1
+        if ip >= n:
+            raise CloudError("corrupt LZF data: truncated back-reference")
+        ref = op - ((ctrl & 0x1F) << 8) - src[ip] - 1
+        ip += 1
+        length += 2
+        if ref < 0 or op + length > out_size:
+            raise CloudError(f"corrupt LZF data: back-reference out of range at input byte {ip}")
+        dist = op - ref
+        if dist >= length:
+            out[op:op + length] = out[ref:ref + length]
+        else:
+            period = out[ref:op]
+            out[op:op + length] = (period * (length // dist + 1))[:length]
+        op += length
+    if op != out_size:
+        raise CloudError(f"corrupt LZF data: produced {op} bytes, header says {out_size}")
+    return bytes(out)
+
+
+def _parse_pcd_header(raw: bytes) -> tuple[dict[str, list[str]], int]:
+    header: dict[str, list[str]] = {}
+    pos = 0
+    while True:
+        end = raw.find(b"\n", pos)
+        if end < 0:
+            raise CloudError("PCD header has no DATA line")
+        line = raw[pos:end].decode("ascii", errors="replace").strip()
+        pos = end + 1
+        if not line or line.startswith("#"):
+            continue
+        key, *values = line.split()
+        header[key.upper()] = values
+        if key.upper() == "DATA":
+            return header, pos
+
+
+def read_pcd(path: str | PathLike[str]) -> PcdCloud:
+    """Read a PCD v0.7 file: ``DATA ascii``, ``binary`` or ``binary_compressed`` (LZF).
+
+    Padding fields named ``_`` are kept as ``unnamed_field_<i>``. Raises ``CloudError`` for a
+    malformed header or a data section of the wrong size.
+    """
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    header, body_start = _parse_pcd_header(raw)
+    try:
+        names = header["FIELDS"]
+        sizes = [int(s) for s in header["SIZE"]]
+        types = header["TYPE"]
+        counts = [int(c) for c in header.get("COUNT", ["1"] * len(names))]
+        width = int(header["WIDTH"][0])
+        height = int(header.get("HEIGHT", ["1"])[0])
+        n_points = int(header.get("POINTS", [str(width * height)])[0])
+        data_format = header["DATA"][0].lower()
+    except (KeyError, IndexError, ValueError) as exc:
+        raise CloudError(f"malformed PCD header in {path}: {exc!r}") from exc
+    if not (len(names) == len(sizes) == len(types) == len(counts)):
+        raise CloudError(f"PCD header of {path}: FIELDS/SIZE/TYPE/COUNT lengths differ")
+    if n_points != width * height:
+        raise CloudError(f"PCD {path}: POINTS {n_points} != WIDTH*HEIGHT {width}*{height}")
+    viewpoint = tuple(float(v) for v in header.get("VIEWPOINT", "0 0 0 1 0 0 0".split()))
+    formats = []
+    field_names = []
+    for i, (name, size, typ, count) in enumerate(zip(names, sizes, types, counts)):
+        if typ.upper() not in _PCD_TYPES:
+            raise CloudError(f"PCD field '{name}' has unknown TYPE {typ}")
+        base = np.dtype(f"<{_PCD_TYPES[typ.upper()]}{size}")
+        field_names.append(f"{UNNAMED_FIELD_PREFIX}_{i}" if name == "_" else name)
+        formats.append(base if count == 1 else (base, (count,)))
+    dtype = np.dtype({"names": field_names, "formats": formats})  # packed, as PCD stores it
+    body = raw[body_start:]
+
+    if data_format == "binary":
+        need = n_points * dtype.itemsize
+        if len(body) < need:
+            raise CloudError(f"PCD {path}: binary data has {len(body)} bytes, need {need}")
+        points = np.frombuffer(body, dtype=dtype, count=n_points).copy()
+    elif data_format == "binary_compressed":
+        if len(body) < 8:
+            raise CloudError(f"PCD {path}: binary_compressed data lacks its size header")
+        comp_size, raw_size = np.frombuffer(body, dtype="<u4", count=2)
+        if raw_size != n_points * dtype.itemsize:
+            raise CloudError(
+                f"PCD {path}: uncompressed size {raw_size} != {n_points} x {dtype.itemsize}"
+            )
+        if len(body) < 8 + comp_size:
+            raise CloudError(f"PCD {path}: compressed data truncated")
+        flat = lzf_decompress(body[8:8 + int(comp_size)], int(raw_size))
+        # Column-major: all points' values of field 0, then field 1, ...
+        points = np.empty(n_points, dtype=dtype)
+        off = 0
+        for name in field_names:
+            fdt = dtype[name]
+            per_point = int(np.prod(fdt.shape)) if fdt.shape else 1
+            col = np.frombuffer(flat, dtype=fdt.base, count=n_points * per_point, offset=off)
+            points[name] = col.reshape((n_points,) + fdt.shape)
+            off += n_points * fdt.itemsize
+    elif data_format == "ascii":
+        tokens = body.split()
+        per_point = sum(counts)
+        if len(tokens) != n_points * per_point:
+            raise CloudError(
+                f"PCD {path}: ascii data has {len(tokens)} values, need {n_points} x {per_point}"
+            )
+        table = np.array(tokens, dtype=np.bytes_).reshape(n_points, per_point)
+        points = np.empty(n_points, dtype=dtype)
+        col = 0
+        for name, count in zip(field_names, counts):
+            base = dtype[name].base
+            chunk = table[:, col:col + count]
+            # Integers may be written as "12" or "12.0"; parse via float64 then cast.
+            values = chunk.astype(np.float64) if base.kind == "f" else _ascii_ints(chunk, base)
+            points[name] = values.reshape((n_points,) + dtype[name].shape).astype(base)
+            col += count
+    else:
+        raise CloudError(f"PCD {path}: unsupported DATA format '{data_format}'")
+    return PcdCloud(points=points, width=width, height=height, viewpoint=viewpoint,
+                    data_format=data_format)
+
+
+def _ascii_ints(chunk: np.ndarray, base: np.dtype) -> np.ndarray:
+    try:
+        return chunk.astype(base)
+    except ValueError:
+        return chunk.astype(np.float64).astype(base)
+
+
+def pcd_to_pointcloud2(
+    pcd: str | PathLike[str] | PcdCloud, frame_id: str, stamp_ns: int = 0
+) -> PointCloud2:
+    """A PCD file (or ``PcdCloud``) as the PointCloud2 a driver would publish: same fields,
+    same organization (height x width), little-endian, ``is_dense`` only if all xyz are finite.
+    """
+    cloud = pcd if isinstance(pcd, PcdCloud) else read_pcd(pcd)
+    dtype = cloud.points.dtype
+    pf_list = []
+    for name in dtype.names:
+        if name.startswith(UNNAMED_FIELD_PREFIX):
+            continue  # padding: its bytes stay, it needs no PointField
+        fdt, offset = dtype.fields[name][0], dtype.fields[name][1]
+        base = fdt.base.newbyteorder("=")
+        if base not in _NUMPY_TO_POINTFIELD:
+            raise CloudError(f"PCD field '{name}' of type {fdt.base} has no PointField datatype")
+        count = int(np.prod(fdt.shape)) if fdt.shape else 1
+        pf_list.append(PointField(name=name, offset=offset,
+                                  datatype=_NUMPY_TO_POINTFIELD[base], count=count))
+    header = Header()
+    header.frame_id = frame_id
+    header.stamp.sec, header.stamp.nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    data = array.array("B")
+    data.frombytes(memoryview(np.ascontiguousarray(cloud.points).view(np.uint8)))
+    has_xyz = all(c in dtype.names for c in "xyz")
+    dense = bool(has_xyz and all(np.isfinite(cloud.points[c]).all() for c in "xyz"))
+    msg = PointCloud2()
+    msg.header = header
+    msg.height = cloud.height
+    msg.width = cloud.width
+    msg.fields = pf_list
+    msg.is_bigendian = False
+    msg.point_step = dtype.itemsize
+    msg.row_step = dtype.itemsize * cloud.width
+    msg.is_dense = dense
+    msg.data = data
+    return msg
+
+
+def decode_pcd(path: str | PathLike[str], frame_id: str = "", stamp_ns: int = 0) -> DecodedCloud:
+    """``decode_cloud(pcd_to_pointcloud2(path))``: the same decoding as live messages."""
+    return decode_cloud(pcd_to_pointcloud2(path, frame_id, stamp_ns))
