@@ -23,11 +23,13 @@ import numpy as np
 import torch
 from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
 from std_msgs.msg import ColorRGBA, Header
+from sensor_msgs.msg import PointCloud2
 from visualization_msgs.msg import Marker, MarkerArray
 
 from sphmask.msg import ClassMap, Instance, InstanceArray
 from sphmask_core.inference.instances import Instances
 from sphmask_core.model.spherical import rays_to_polygon
+from sphmask_ros import pointcloud2
 
 # Tableau-like qualitative palette (RGB in [0, 1]); fixed so colours never depend on run order.
 PALETTE: np.ndarray = np.array(
@@ -212,3 +214,30 @@ def instances_to_markers(instances: Instances, header: Header) -> MarkerArray:
         text.text = f"{name} {float(instances.scores[k]):.2f}"
         markers.append(text)
     return MarkerArray(markers=markers)
+
+
+def labelled_cloud(
+    instances: Instances,
+    header: Header,
+    xyz: np.ndarray,
+    rgb: np.ndarray | None,
+) -> PointCloud2:
+    """The segmented points with per-point labels: x y z [rgb] instance_id class_id score.
+
+    `xyz` (N, 3) are the points `instances` was computed on (N = instances.n_points), so the
+    InstanceArray's point_indices index this cloud. instance_id/class_id are -1 and score 0 for
+    points of no instance. rgb in [-1, 1] (Scene convention) or None for colour-free input.
+    """
+    xyz = np.asarray(xyz)
+    if xyz.ndim != 2 or xyz.shape != (instances.n_points, 3):
+        raise ValueError(f"xyz must have shape ({instances.n_points}, 3), got {xyz.shape}")
+    inst = instances.point_instance  # (N,) -1 = none
+    has = inst >= 0  # (N,)
+    safe = np.where(has, inst, 0)  # (N,) valid index for the gathers below
+    if len(instances):
+        class_id = np.where(has, instances.class_ids[safe], -1)  # (N,)
+        score = np.where(has, instances.scores[safe], 0.0).astype(np.float32)  # (N,)
+    else:
+        class_id = np.full(inst.shape, -1, dtype=np.int64)
+        score = np.zeros(inst.shape, dtype=np.float32)
+    return pointcloud2.labelled_cloud(_copy_header(header), xyz, rgb, inst, class_id, score)

@@ -146,3 +146,27 @@ def test_class_map_msg():
     msg = C.class_map_msg(NAMES, _header(), 0.2)
     assert list(msg.class_ids) == [0, 1, 2] and list(msg.class_names) == NAMES
     assert msg.threshold == pytest.approx(0.2) and msg.header.frame_id == "lidar"
+
+
+def test_labelled_cloud_round_trip():
+    from sphmask_ros.pointcloud2 import decode_cloud
+
+    inst = _instances()
+    rng = np.random.default_rng(0)
+    xyz = rng.uniform(-2, 2, (8, 3)).astype(np.float32)
+    rgb = np.linspace(-1, 1, 24, dtype=np.float32).reshape(8, 3)
+    cloud = C.labelled_cloud(inst, _header(), xyz, rgb)
+    assert cloud.header.frame_id == "lidar" and cloud.header.stamp.sec == 12
+    assert cloud.width * cloud.height == 8
+    dec = decode_cloud(cloud)
+    np.testing.assert_allclose(dec.xyz, xyz)
+    np.testing.assert_allclose(dec.rgb, rgb, atol=1 / 127.5)
+    # points 0,1,2,5 -> instance 0 (chair, id 0), 3,4 -> instance 1 (sofa, id 2), 6,7 none
+    assert dec.extras["instance_id"].tolist() == [0, 0, 0, 1, 1, 0, -1, -1]
+    assert dec.extras["class_id"].tolist() == [0, 0, 0, 2, 2, 0, -1, -1]
+    np.testing.assert_allclose(dec.extras["score"], [0.9, 0.9, 0.9, 0.6, 0.6, 0.9, 0, 0], rtol=1e-6)
+    # colour-free input: no rgb field at all
+    bare = decode_cloud(C.labelled_cloud(inst, _header(), xyz, None))
+    assert bare.rgb is None and bare.extras["instance_id"].tolist()[6:] == [-1, -1]
+    with pytest.raises(ValueError, match="xyz"):
+        C.labelled_cloud(inst, _header(), xyz[:5], None)
