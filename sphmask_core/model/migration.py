@@ -1,0 +1,197 @@
+"""Point Migration Head (dynamic convolution), radial migration and mask assembly.
+
+SPEC 1.6 and 2.4. One scalar ``z`` per (query, unit) is both the mask logit and the radial
+migration delta: the migrated radius of unit u for query q is ``r_qu - 2 z_qu``, and the unit
+belongs to the query's mask iff that radius lies inside the query's ray for u's sector.
+
+Kernel layout (per query, length ``dyco_kernel_size``): all layer weights, then all layer
+biases. Layer l's weight block is read row-major as an (in_l, out_l) matrix W_l, applied as
+``h @ W_l``. The last layer's bias is generated but not applied (as in the reference).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from sphmask_core.model.spherical import cartesian_to_spherical, find_sector
+
+GEOMETRY_CHANNELS = 6  # relative position (3) + absolute box-size difference (3)
+_CHUNK_ELEMENTS = 1 << 24  # bound on K_chunk * U * hidden floats per dynamic-conv chunk
+
+
+def dyco_layer_dims(feat_dim: int, hidden: int, num_layers: int) -> list[tuple[int, int]]:
+    """(in, out) of each dynamic-conv layer.
+
+    in_0 = feat_dim + 6; the first hidden layer has ``hidden`` channels and each further hidden
+    layer halves it (ISBNet's 3-layer 38x32, 32x16, 16x1); the last layer outputs 1 channel.
+    """
+    if num_layers < 1:
+        raise ValueError(f"num_dyco_layer must be >= 1, got {num_layers}")
+    if hidden < 2 ** max(num_layers - 2, 0):
+        raise ValueError(f"hidden={hidden} too small for {num_layers} dynamic-conv layers")
+    dims = [feat_dim + GEOMETRY_CHANNELS] + [hidden // (2**i) for i in range(num_layers - 1)] + [1]
+    return [(dims[i], dims[i + 1]) for i in range(num_layers)]
+
+
+def dyco_kernel_size(feat_dim: int, hidden: int, num_layers: int) -> int:
+    """Number of generated kernel parameters per query (1281 for 32 / 32 / 2 layers)."""
+    layers = dyco_layer_dims(feat_dim, hidden, num_layers)
+    return sum(i * o for i, o in layers) + sum(o for _, o in layers)
+
+
+def split_kernels(
+    kernels: Tensor, feat_dim: int, hidden: int, num_layers: int
+) -> tuple[list[Tensor], list[Tensor]]:
+    """Split (K, P) kernels into weights [(K, in_l, out_l)] and biases [(K, out_l)]."""
+    layers = dyco_layer_dims(feat_dim, hidden, num_layers)
+    expected = dyco_kernel_size(feat_dim, hidden, num_layers)
+    if kernels.ndim != 2 or kernels.shape[1] != expected:
+        raise ValueError(
+            f"kernels must be (K, {expected}) for feat_dim={feat_dim}, hidden={hidden}, "
+            f"num_layers={num_layers}; got {tuple(kernels.shape)}"
+        )
+    sizes = [i * o for i, o in layers] + [o for _, o in layers]
+    parts = torch.split(kernels, sizes, dim=1)
+    k = kernels.shape[0]
+    weights = [parts[l].reshape(k, i, o) for l, (i, o) in enumerate(layers)]
+    biases = list(parts[num_layers:])
+    return weights, biases
+
+
+def _dynamic_conv_chunk(
+    weights: list[Tensor],
+    biases: list[Tensor],
+    query_xyz: Tensor,
+    query_sizes: Tensor,
+    unit_xyz: Tensor,
+    unit_sizes: Tensor,
+    unit_feats: Tensor,
+) -> Tensor:
+    w0 = weights[0]  # (k, 6 + C, H)
+    # The position term is linear, so it is split into a query part and a unit part instead of
+    # materialising the (k, U, 3) difference; only the |size| term needs the pairwise tensor.
+    pos_q = torch.einsum("kd,kdh->kh", query_xyz, w0[:, :3])  # (k, H)
+    pos_u = torch.einsum("ud,kdh->kuh", unit_xyz, w0[:, :3])  # (k, U, H)
+    size_diff = (query_sizes[:, None, :] - unit_sizes[None, :, :]).abs()  # (k, U, 3)
+    size_term = torch.einsum("kud,kdh->kuh", size_diff, w0[:, 3:6])  # (k, U, H)
+    feat_term = torch.einsum("uc,kch->kuh", unit_feats, w0[:, 6:])  # (k, U, H)
+    h = pos_q[:, None, :] - pos_u + size_term + feat_term  # (k, U, H)
+    n_layers = len(weights)
+    if n_layers == 1:
+        return h[..., 0]
+    h = torch.relu(h + biases[0][:, None, :])
+    for l in range(1, n_layers):
+        h = torch.einsum("kuh,kho->kuo", h, weights[l])  # (k, U, out_l)
+        if l < n_layers - 1:
+            h = torch.relu(h + biases[l][:, None, :])
+    return h[..., 0]  # (k, U); last bias intentionally not applied
+
+
+def dynamic_conv(
+    kernels: Tensor,
+    query_xyz: Tensor,
+    query_sizes: Tensor,
+    unit_xyz: Tensor,
+    unit_sizes: Tensor,
+    unit_feats: Tensor,
+    hidden: int = 32,
+    num_layers: int = 2,
+    chunk_size: int | None = None,
+) -> Tensor:
+    """Per-query dynamic MLP over every unit: z (K, U).
+
+    Input per (q, u): [x_q - x_u (3, metres), |size_q - size_u| (3), unit feature (C)].
+    kernels: (K, dyco_kernel_size(C, hidden, num_layers)); query_xyz, query_sizes: (K, 3);
+    unit_xyz, unit_sizes: (U, 3); unit_feats: (U, C). ``chunk_size`` queries are processed at
+    a time (default: bounded so one chunk's hidden tensor stays around 16 M floats).
+    """
+    k = kernels.shape[0]
+    if unit_feats.ndim != 2:
+        raise ValueError(f"unit_feats must be (U, C), got {tuple(unit_feats.shape)}")
+    u, c = unit_feats.shape
+    for name, t, n in (
+        ("query_xyz", query_xyz, k),
+        ("query_sizes", query_sizes, k),
+        ("unit_xyz", unit_xyz, u),
+        ("unit_sizes", unit_sizes, u),
+    ):
+        if t.shape != (n, 3):
+            raise ValueError(f"{name} must be ({n}, 3), got {tuple(t.shape)}")
+    weights, biases = split_kernels(kernels, c, hidden, num_layers)
+    if k == 0 or u == 0:
+        return kernels.new_zeros(k, u)
+    if chunk_size is None:
+        chunk_size = max(1, _CHUNK_ELEMENTS // max(u * hidden, 1))
+    outs = []
+    for s in range(0, k, chunk_size):
+        e = min(s + chunk_size, k)
+        outs.append(
+            _dynamic_conv_chunk(
+                [w[s:e] for w in weights],
+                [b[s:e] for b in biases],
+                query_xyz[s:e],
+                query_sizes[s:e],
+                unit_xyz,
+                unit_sizes,
+                unit_feats,
+            )
+        )
+    return torch.cat(outs, dim=0)  # (K, U)
+
+
+def migrated_radius(r: Tensor, z: Tensor, train: bool) -> Tensor:
+    """Radius after radial migration, r - 2 z.
+
+    In training only one of the two subtractions carries gradient, ``(r - z).detach() - z``, so
+    dz gets -1 (not -2) and r gets none; the value is the same as at test time.
+    """
+    if train:
+        return (r - z).detach() - z
+    return r - 2.0 * z
+
+
+def assemble_masks(
+    centers: Tensor,
+    rays: Tensor,
+    z: Tensor,
+    unit_xyz: Tensor,
+    n_theta: int,
+    n_phi: int,
+    min_ray: float = 0.01,
+    chunk_size: int = 64,
+) -> Tensor:
+    """Test-time binary masks (K, U): unit u in mask q iff ray_q[sector_qu] >= r_qu - 2 z_qu.
+
+    centers: (K, 3) spherical centres; rays: (K, n_theta*n_phi) (clamped below at ``min_ray``);
+    z: (K, U) migration deltas; unit_xyz: (U, 3). Sectors are taken about each query's centre.
+    """
+    k, n_rays = rays.shape
+    if n_rays != n_theta * n_phi:
+        raise ValueError(f"rays must be (K, {n_theta * n_phi}), got {tuple(rays.shape)}")
+    if centers.shape != (k, 3):
+        raise ValueError(f"centers must be ({k}, 3), got {tuple(centers.shape)}")
+    if z.ndim != 2 or z.shape[0] != k or unit_xyz.shape != (z.shape[1], 3):
+        raise ValueError(
+            f"z must be (K={k}, U) and unit_xyz (U, 3); got {tuple(z.shape)} and {tuple(unit_xyz.shape)}"
+        )
+    with torch.no_grad():
+        rays = rays.clamp(min=min_ray)
+        out = torch.empty(z.shape, dtype=torch.bool, device=z.device)
+        for s in range(0, k, chunk_size):
+            e = min(s + chunk_size, k)
+            r, polar, azim = cartesian_to_spherical(unit_xyz[None], centers[s:e, None])  # (k, U)
+            sector = find_sector(polar, azim, n_theta, n_phi)  # (k, U)
+            rho = rays[s:e].gather(1, sector)  # (k, U)
+            out[s:e] = rho - migrated_radius(r, z[s:e], train=False) >= 0
+    return out
+
+
+__all__ = [
+    "assemble_masks",
+    "dyco_kernel_size",
+    "dyco_layer_dims",
+    "dynamic_conv",
+    "migrated_radius",
+    "split_kernels",
+]
