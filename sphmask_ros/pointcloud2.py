@@ -297,8 +297,9 @@ def decode_cloud(msg: PointCloud2) -> DecodedCloud:
 
     n_raw = points.shape[0]
     xyz = np.empty((n_raw, 3), dtype=np.float32)  # (N, 3)
-    for c, name in enumerate("xyz"):
-        xyz[:, c] = points[name]
+    with np.errstate(over="ignore", invalid="ignore"):  # out-of-range values become Inf, dropped
+        for c, name in enumerate("xyz"):
+            xyz[:, c] = points[name]
     # Checked after the float32 cast: a finite float64 beyond float32 range becomes Inf.
     finite = np.isfinite(xyz).all(axis=1)  # (N,)
     if finite.all():
