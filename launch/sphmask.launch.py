@@ -1,0 +1,108 @@
+"""Launch the sphmask node (and optionally RViz).
+
+    ros2 launch sphmask sphmask.launch.py
+    ros2 launch sphmask sphmask.launch.py namespace:=perception input_topics:=/lidar/points \
+        checkpoint:=/models/my.pt device:=cuda use_rviz:=true
+
+Arguments (empty = keep the value of the parameter file):
+  config_file   parameter file (default: share/sphmask/config/sphmask.yaml)
+  namespace     namespace of the node (outputs become /<ns>/sphmask/instances, ...)
+  input_topics  comma-separated PointCloud2 topics (overrides `input_topics`)
+  checkpoint    checkpoint path (overrides `checkpoint`)
+  device        auto | cpu | cuda | cuda:N (overrides `device`)
+  use_sim_time  true when clouds come from a bag played with a /clock
+  remappings    extra remaps "from:=to,from2:=to2" (e.g. /diagnostics:=/sphmask/diagnostics)
+  use_rviz      also start rviz2 with share/sphmask/config/sphmask.rviz
+"""
+
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+
+
+def _as_bool(name, text):
+    value = text.strip().lower()
+    if value not in _TRUE + _FALSE:
+        raise ValueError(f"launch argument '{name}' must be true or false, got '{text}'")
+    return value in _TRUE
+
+
+def _split(text):
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _remappings(text):
+    pairs = []
+    for item in _split(text):
+        source, sep, target = item.partition(":=")
+        if not sep or not source or not target:
+            raise ValueError(f"launch argument 'remappings': '{item}' is not of the form from:=to")
+        pairs.append((source, target))
+    return pairs
+
+
+def _setup(context):
+    def arg(name):
+        return LaunchConfiguration(name).perform(context)
+
+    overrides = {"use_sim_time": _as_bool("use_sim_time", arg("use_sim_time"))}
+    topics = _split(arg("input_topics"))
+    if topics:
+        overrides["input_topics"] = topics
+    for name in ("checkpoint", "device"):
+        if arg(name):
+            overrides[name] = arg(name)
+    actions = [
+        Node(
+            package="sphmask",
+            executable="sphmask_node",
+            name="sphmask",
+            namespace=arg("namespace"),
+            parameters=[arg("config_file"), overrides],
+            remappings=_remappings(arg("remappings")),
+            output="screen",
+            emulate_tty=True,
+        )
+    ]
+    if _as_bool("use_rviz", arg("use_rviz")):
+        actions.append(
+            Node(
+                package="rviz2",
+                executable="rviz2",
+                name="sphmask_rviz",
+                arguments=["-d", arg("rviz_config")],
+                output="screen",
+            )
+        )
+    return actions
+
+
+def generate_launch_description():
+    share = FindPackageShare("sphmask")
+    return LaunchDescription([
+        DeclareLaunchArgument(
+            "config_file", default_value=PathJoinSubstitution([share, "config", "sphmask.yaml"]),
+            description="node parameter file"),
+        DeclareLaunchArgument("namespace", default_value="", description="node namespace"),
+        DeclareLaunchArgument(
+            "input_topics", default_value="",
+            description="comma-separated PointCloud2 topics; empty = from the parameter file"),
+        DeclareLaunchArgument(
+            "checkpoint", default_value="",
+            description="checkpoint path; empty = from the parameter file (shipped model)"),
+        DeclareLaunchArgument(
+            "device", default_value="", description="auto | cpu | cuda | cuda:N; empty = file"),
+        DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock"),
+        DeclareLaunchArgument(
+            "remappings", default_value="", description="extra remaps: from:=to,from2:=to2"),
+        DeclareLaunchArgument("use_rviz", default_value="false", description="start rviz2"),
+        DeclareLaunchArgument(
+            "rviz_config", default_value=PathJoinSubstitution([share, "config", "sphmask.rviz"]),
+            description="RViz configuration"),
+        OpaqueFunction(function=_setup),
+    ])
