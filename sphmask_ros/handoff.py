@@ -9,53 +9,54 @@ always takes the newest. Memory is bounded by one waiting frame plus the one in 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from typing import Callable, Generic, TypeVar
 
 T = TypeVar("T")
 
 
 class LatestSlot(Generic[T]):
-    """A one-item mailbox: the newest item wins, replaced items are counted as dropped."""
+    """Newest-item-wins mailbox with one place per key (one key per input topic).
+
+    `put(item, key)` replaces an item of the same key that nobody took yet (counted as dropped)
+    and keeps that key's place in line, so a fast sensor cannot starve a slow one; `take`
+    returns the item of the key that has waited longest. At most one item per key is held.
+    """
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
-        self._item: T | None = None
-        self._has_item = False
+        self._items: OrderedDict[str, T] = OrderedDict()
         self._closed = False
         self._dropped = 0
-        self._put = 0
 
-    def put(self, item: T) -> bool:
+    def put(self, item: T, key: str = "") -> bool:
         """Store `item`; returns True when it replaced an item nobody took (a dropped frame)."""
         with self._cond:
             if self._closed:
                 raise RuntimeError("LatestSlot is closed")
-            replaced = self._has_item
+            replaced = key in self._items
             if replaced:
                 self._dropped += 1
-            self._item, self._has_item = item, True
-            self._put += 1
+            self._items[key] = item
             self._cond.notify()
             return replaced
 
     def take(self, timeout: float | None = None) -> T | None:
         """Wait for an item (up to `timeout` s); None on timeout or when closed and empty."""
         with self._cond:
-            if not self._cond.wait_for(lambda: self._has_item or self._closed, timeout=timeout):
+            if not self._cond.wait_for(lambda: bool(self._items) or self._closed, timeout=timeout):
                 return None
-            if not self._has_item:
+            if not self._items:
                 return None
-            item, self._item, self._has_item = self._item, None, False
-            return item
+            return self._items.popitem(last=False)[1]
 
-    def clear(self) -> bool:
-        """Discard a waiting item (counted as dropped); True if there was one."""
+    def clear(self) -> int:
+        """Discard every waiting item (counted as dropped); returns how many there were."""
         with self._cond:
-            had = self._has_item
-            if had:
-                self._dropped += 1
-            self._item, self._has_item = None, False
-            return had
+            n = len(self._items)
+            self._dropped += n
+            self._items.clear()
+            return n
 
     def close(self) -> None:
         """Wake the worker for good; later `put` raises."""
@@ -69,9 +70,9 @@ class LatestSlot(Generic[T]):
             return self._dropped
 
     @property
-    def pending(self) -> bool:
+    def pending(self) -> int:
         with self._cond:
-            return self._has_item
+            return len(self._items)
 
 
 class Worker(Generic[T]):

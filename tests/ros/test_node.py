@@ -29,7 +29,7 @@ def test_latest_slot_newest_wins_and_counts_drops():
     assert slot.take(timeout=0.0) == 3
     assert slot.take(timeout=0.01) is None
     assert slot.put(4) is False  # the slot was emptied by take: nothing dropped
-    assert slot.clear() is True and slot.dropped == 3
+    assert slot.clear() == 1 and slot.dropped == 3
     slot.close()
     assert slot.take(timeout=1.0) is None
     with pytest.raises(RuntimeError, match="closed"):
@@ -68,6 +68,17 @@ def test_worker_survives_errors_and_processes_newest():
         assert slot.dropped == 9
     finally:
         assert worker.stop(timeout=5.0)
+
+
+def test_latest_slot_one_place_per_topic_fair_order():
+    slot: LatestSlot[str] = LatestSlot()
+    slot.put("a1", key="a")
+    slot.put("b1", key="b")
+    slot.put("a2", key="a")  # replaces a1 but keeps a's place ahead of b
+    assert slot.pending == 2 and slot.dropped == 1
+    assert slot.take(0.0) == "a2"
+    assert slot.take(0.0) == "b1"
+    assert slot.take(0.0) is None
 
 
 # ------------------------------------------------------------------ diagnostics (no ROS graph)
