@@ -75,6 +75,7 @@ class TrainConfig:
     device: str = "auto"  # auto / cpu / cuda / cuda:N
     val_every: int = 1  # validate every N epochs; 0 = never
     val_max_scenes: int = 0  # 0 = the whole validation split
+    val_min_region_size: int = 100  # benchmark min_region_size (STPLS3D: 10)
     save_every: int = 50  # also save last.pt every N iterations inside an epoch; 0 = epoch ends only
     max_steps: int = 0  # stop after this many iterations in total (smoke tests, debugging); 0 = off
     checkpoint_dir: str = "runs"  # run directories are created under it
@@ -135,7 +136,7 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"config section '{prefix or '<root>'}' must be a mapping, got {data!r}")
+        raise ConfigError(f"config section '{prefix.rstrip('.') or '<root>'}' must be a mapping, got {data!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
@@ -178,6 +179,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     nonneg = {
         "val_every": cfg.val_every,
         "val_max_scenes": cfg.val_max_scenes,
+        "val_min_region_size": cfg.val_min_region_size,
         "save_every": cfg.save_every,
         "max_steps": cfg.max_steps,
         "num_workers": cfg.num_workers,
@@ -193,10 +195,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         raise ConfigError(
             f"config key 'schedule.min_lr' must be in [0, optim.lr={cfg.optim.lr}], got {cfg.schedule.min_lr}"
         )
-    if not 0 <= cfg.schedule.step_epoch <= cfg.schedule.epochs:
-        raise ConfigError(
-            f"config key 'schedule.step_epoch' must be in [0, schedule.epochs], got {cfg.schedule.step_epoch}"
-        )
+    # step_epoch >= epochs is allowed: a constant learning rate
+    if cfg.schedule.step_epoch < 0:
+        raise ConfigError(f"config key 'schedule.step_epoch' must be >= 0, got {cfg.schedule.step_epoch}")
     if len(cfg.optim.betas) != 2 or not all(0.0 <= b < 1.0 for b in cfg.optim.betas):
         raise ConfigError(f"config key 'optim.betas' must be two numbers in [0, 1), got {cfg.optim.betas}")
     if cfg.log_every < 1:

@@ -1,0 +1,221 @@
+"""Torch datasets of `Scene`s for training and validation, and the epoch batch sampler.
+
+Reproducibility: a training item is addressed by (epoch, index) and its augmentation draws from
+`np.random.default_rng([seed, epoch, index])`, so the data of an iteration depends only on the
+config and the position in the run, never on worker processes or on how often the run was
+stopped and resumed. The batch order of an epoch comes from `DistributedSampler` (seeded,
+`set_epoch`), which also splits it between DDP processes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+
+from sphmask_core.data.scene import Scene
+from training.config import DatasetConfig
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The dataset folder (or a split inside it) does not exist or holds no scenes."""
+
+
+Item = tuple[int, int]  # (epoch, index)
+
+
+def subsample_scene(scene: Scene, fraction: float, rng: np.random.Generator) -> Scene:
+    """Keep a random `fraction` of the points (S3DIS trains on 25 % per load, SPEC 5.2)."""
+    if fraction >= 1.0:
+        return scene
+    n = len(scene.xyz)
+    keep = np.sort(rng.choice(n, size=max(1, int(round(n * fraction))), replace=False))  # (M,)
+    return dataclasses.replace(
+        scene,
+        xyz=scene.xyz[keep],
+        rgb=scene.rgb[keep],
+        semantic=scene.semantic[keep],
+        instance=scene.instance[keep],
+        superpoint=None if scene.superpoint is None else scene.superpoint[keep],
+    )
+
+
+class SceneDataset(Dataset):
+    """Scenes from a loader function, augmented in train mode.
+
+    `load(i)` returns scene i of `n_scenes`; in train mode the dataset is `repeat` times longer
+    and item (epoch, k) is scene k % n_scenes with its own augmentation random stream.
+    """
+
+    def __init__(
+        self,
+        load: Callable[[int], Scene],
+        n_scenes: int,
+        train: bool,
+        seed: int = 0,
+        repeat: int = 1,
+        augment: bool = True,
+        augment_cfg: Any = None,
+        subsample: float = 1.0,
+    ) -> None:
+        if n_scenes <= 0:
+            raise DatasetNotFoundError("the dataset holds no scenes")
+        self.load = load
+        self.n_scenes = n_scenes
+        self.train = train
+        self.seed = seed
+        self.repeat = repeat if train else 1
+        self.augment = augment and train
+        self.augment_cfg = augment_cfg
+        self.subsample = subsample if train else 1.0
+
+    def __len__(self) -> int:
+        return self.n_scenes * self.repeat
+
+    def __getitem__(self, item: Item | int) -> Scene:
+        epoch, index = item if isinstance(item, tuple) else (0, int(item))
+        if not 0 <= index < len(self):
+            raise IndexError(f"scene index {index} out of range [0, {len(self)})")
+        scene = self.load(index % self.n_scenes)
+        if not self.train:
+            return scene
+        rng = np.random.default_rng([self.seed, epoch, index])
+        scene = subsample_scene(scene, self.subsample, rng)
+        if self.augment:
+            from sphmask_core.data.augment import augment_scene
+
+            scene = augment_scene(scene, rng, self.augment_cfg)
+        return scene
+
+
+class EpochBatchSampler(Sampler[list[Item]]):
+    """Batches of (epoch, index) for one epoch and one DDP rank, optionally from a start batch.
+
+    Starting at `start_batch` is how a resumed run skips the batches it already trained on,
+    without loading them.
+    """
+
+    def __init__(
+        self,
+        n_items: int,
+        batch_size: int,
+        epoch: int,
+        seed: int,
+        shuffle: bool = True,
+        drop_last: bool = True,
+        world_size: int = 1,
+        rank: int = 0,
+        start_batch: int = 0,
+    ) -> None:
+        self.batch_size = batch_size
+        self.epoch = epoch
+        self.drop_last = drop_last
+        self.start_batch = start_batch
+        sampler = DistributedSampler(
+            range(n_items), num_replicas=world_size, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last
+        )
+        sampler.set_epoch(epoch)
+        self.indices = list(iter(sampler))  # this rank's share of the epoch, in order
+
+    def num_batches(self) -> int:
+        n = len(self.indices)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __len__(self) -> int:
+        return max(self.num_batches() - self.start_batch, 0)
+
+    def __iter__(self) -> Iterator[list[Item]]:
+        for b in range(self.start_batch, self.num_batches()):
+            chunk = self.indices[b * self.batch_size : (b + 1) * self.batch_size]
+            yield [(self.epoch, i) for i in chunk]
+
+
+def batches_per_epoch(n_items: int, batch_size: int, drop_last: bool, world_size: int = 1) -> int:
+    return EpochBatchSampler(n_items, batch_size, 0, 0, False, drop_last, world_size, 0).num_batches()
+
+
+# ----------------------------------------------------------------------------------- builders
+
+
+def _synthetic_loader(cfg: DatasetConfig, seeds: Sequence[int]) -> tuple[Callable[[int], Scene], int]:
+    from sphmask_core.data import synthetic
+
+    gen_cfg = _build_synthetic_config(synthetic, cfg.synthetic)
+    start, stop = int(seeds[0]), int(seeds[1])
+
+    def load(i: int) -> Scene:
+        return synthetic.generate_scene(start + i, gen_cfg)
+
+    return load, stop - start
+
+
+def _build_synthetic_config(module: Any, overrides: dict[str, Any]) -> Any:
+    cls = getattr(module, "SyntheticConfig", None)
+    if cls is None:
+        if overrides:
+            raise ValueError("dataset.synthetic overrides given but the generator takes no config")
+        return None
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ValueError(f"unknown config key 'dataset.synthetic.{unknown[0]}'")
+    return cls(**overrides)
+
+
+def build_augment_config(overrides: dict[str, Any]) -> Any:
+    from sphmask_core.data import augment
+
+    cls = getattr(augment, "AugmentConfig", None)
+    if cls is None:
+        return None
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ValueError(f"unknown config key 'dataset.augment_cfg.{unknown[0]}'")
+    return cls(**overrides)
+
+
+def _real_loader(cfg: DatasetConfig, split: str) -> tuple[Callable[[int], Scene], int]:
+    root = Path(cfg.root).expanduser()
+    if not root.is_dir():
+        raise DatasetNotFoundError(f"dataset folder not found: {root} (dataset.root for {cfg.name})")
+    from training import real_data
+
+    return real_data.scene_loader(cfg.name, root, split)
+
+
+def build_dataset(cfg: DatasetConfig, train: bool, seed: int = 0) -> SceneDataset:
+    """The training (train=True) or validation split described by `cfg`."""
+    if cfg.name == "synthetic":
+        load, n = _synthetic_loader(cfg, cfg.train_seeds if train else cfg.val_seeds)
+    else:
+        load, n = _real_loader(cfg, cfg.train_split if train else cfg.val_split)
+    augment_cfg = build_augment_config(cfg.augment_cfg) if (train and cfg.augment) else None
+    return SceneDataset(
+        load, n, train=train, seed=seed, repeat=cfg.repeat, augment=cfg.augment,
+        augment_cfg=augment_cfg, subsample=cfg.subsample,
+    )
+
+
+def build_loader(
+    dataset: SceneDataset, batch_sampler: Sampler, num_workers: int, collate_fn: Callable | None = None
+) -> DataLoader:
+    """DataLoader over a batch sampler, collating scenes into a model `Batch`.
+
+    A private generator keeps DataLoader's base-seed draw off the global torch RNG, whose state
+    is part of the checkpoint and must evolve identically in straight and resumed runs.
+    """
+    if collate_fn is None:
+        from sphmask_core.data.collate import collate as collate_fn
+    return DataLoader(
+        dataset,
+        batch_sampler=batch_sampler,
+        num_workers=num_workers,
+        collate_fn=collate_fn,
+        generator=torch.Generator().manual_seed(0),
+        persistent_workers=False,
+    )
