@@ -85,3 +85,23 @@ def test_bad_input_shapes():
         model(torch.zeros(5, 6), torch.zeros(5, 3, dtype=torch.int32), 1, [128, 128, 128])
     with pytest.raises(ValueError, match="levels"):
         BackboneConfig(levels=0)
+
+
+def test_pointwise_heads_shapes_init_and_boxes():
+    from sphmask_core.model.pointwise_heads import PointwiseHeads, absolute_boxes, box_sizes
+
+    torch.manual_seed(0)
+    heads = PointwiseHeads(32, 20)
+    assert count_parameters(heads) == 4 * (32 * 32 + 32 + 64) + (32 + 1) * (20 + 3 + 6 + 1)  # 5470 (SPEC 1.7)
+    last = heads.semantic[3]
+    assert float(last.bias.abs().max()) == 0.0 and 0.005 < float(last.weight.std()) < 0.015
+    out = heads(torch.randn(50, 32))
+    assert {k: tuple(v.shape) for k, v in out.items()} == {
+        "semantic": (50, 20), "centroid_offset": (50, 3), "corner_offset": (50, 6), "box_conf": (50,)
+    }
+    xyz = torch.tensor([[1.0, 2.0, 3.0]])
+    boxes = absolute_boxes(xyz, torch.tensor([[-0.5, -1.0, 0.0, 0.5, 1.0, 2.0]]))
+    assert boxes.tolist() == [[0.5, 1.0, 3.0, 1.5, 3.0, 5.0]]
+    assert box_sizes(boxes).tolist() == [[1.0, 2.0, 2.0]]
+    with pytest.raises(ValueError, match="feats"):
+        heads(torch.randn(5, 16))
