@@ -301,6 +301,7 @@ class Trainer:
         validate_fn: Callable[["Trainer"], dict[str, float]] | None = None,
         collate_fn: Callable | None = None,
         show_progress: bool = True,
+        model_cfg: Any | None = None,
     ) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
@@ -309,7 +310,7 @@ class Trainer:
         self.show_progress = show_progress and self.dist.is_main
         self.collate_fn = collate_fn
         self.validate_fn = validate_fn or validate_model
-        self.model_cfg = build_model_config(cfg)
+        self.model_cfg = model_cfg if model_cfg is not None else build_model_config(cfg)
         self.train_set: SceneDataset = build_dataset(cfg.dataset, train=True, seed=cfg.seed)
         self.val_set: SceneDataset | None = (
             build_dataset(cfg.dataset, train=False, seed=cfg.seed) if cfg.val_every > 0 else None
