@@ -92,7 +92,8 @@ def build_scene_targets(
     # renumber kept instances 0..G-1; dropped ones become -1
     new_id = torch.cumsum(keep.long(), 0) - 1
     new_id[~keep] = -1
-    inst = torch.where(inst >= 0, new_id[inst.clamp(min=0)], inst)
+    if n_all:
+        inst = torch.where(inst >= 0, new_id[inst.clamp(min=0)], inst)
     g = int(keep.sum())
 
     unit_count = torch.zeros(n_units, dtype=dtype, device=dev).index_add_(0, unit, torch.ones(v, dtype=dtype, device=dev))
