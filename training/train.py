@@ -641,8 +641,13 @@ def _progress_bar(enabled: bool, total: int, initial: int, epoch: int, epochs: i
 
 
 def validate_model(trainer: Trainer) -> dict[str, float]:
-    """Benchmark-exact AP / AP50 / AP25 of the current model on the validation split."""
+    """Benchmark-exact AP / AP50 / AP25 of the current model on the validation split.
+
+    Inference goes through `Segmenter` with the in-memory model, so validation sees exactly the
+    post-processing (NMS, superpoint refinement, size filters) that deployment uses.
+    """
     from sphmask_core.evaluation.scannet_eval import ScanNetEvaluator, gt_ids_from_labels, pred_instances_from_masks
+    from sphmask_core.inference.segmenter import Segmenter
 
     cfg = trainer.cfg
     labels = trainer.model_cfg.labels
@@ -651,28 +656,17 @@ def validate_model(trainer: Trainer) -> dict[str, float]:
     n = len(trainer.val_set)
     if cfg.val_max_scenes:
         n = min(n, cfg.val_max_scenes)
-    model = trainer.model
-    model.eval()
+    segmenter = Segmenter(trainer.model, trainer.model_cfg, device=trainer.device)
     try:
         for i in range(n):
             scene = trainer.val_set[i]
-            inst = predict_scene(model, scene, trainer.device, trainer.collate_fn)
+            inst = segmenter(scene.xyz, scene.rgb, scene.superpoint)
             gt = gt_ids_from_labels(scene.semantic, scene.instance, labels.label_shift)
             evaluator.add_scene(gt, pred_instances_from_masks(inst.masks, inst.class_ids, inst.scores, len(scene.xyz)))
     finally:
-        model.train()
+        trainer.model.train()
     res = evaluator.result()
     return {"AP": res["AP"], "AP50": res["AP50"], "AP25": res["AP25"]}
-
-
-def predict_scene(model: nn.Module, scene: Any, device: torch.device, collate_fn: Callable | None = None) -> Any:
-    """Instances of one scene from an in-memory model (no checkpoint round trip)."""
-    if collate_fn is None:
-        from sphmask_core.data.collate import collate as collate_fn
-    batch = batch_to(collate_fn([scene]), device)
-    with torch.no_grad():
-        out = model.forward_test(batch)
-    return out[0] if isinstance(out, (list, tuple)) else out
 
 
 # ---------------------------------------------------------------------------------- entry point
