@@ -154,6 +154,18 @@ def _check_scene_inputs(gt_ids: np.ndarray, preds: Sequence[PredInstance]) -> np
     return gt_ids.astype(np.int64, copy=False)
 
 
+def _unique_ids(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``np.unique(ids, return_inverse, return_counts)``; a counting pass when ids are small."""
+    top = int(ids.max(initial=0))
+    if top > 4 * ids.shape[0] + (1 << 16):
+        return np.unique(ids, return_inverse=True, return_counts=True)
+    hist = np.bincount(ids, minlength=top + 1)
+    uniq = np.flatnonzero(hist)
+    lookup = np.zeros(top + 1, dtype=np.int64)
+    lookup[uniq] = np.arange(uniq.shape[0])
+    return uniq, lookup[ids], hist[uniq]
+
+
 def scene_stats(
     gt_ids: np.ndarray,
     preds: Sequence[PredInstance],
@@ -163,9 +175,8 @@ def scene_stats(
     """Count all GT-instance x prediction intersections of one scene at once."""
     gt_ids = _check_scene_inputs(gt_ids, preds)
     valid = np.asarray(valid_label_ids, dtype=np.int64)
-    n = gt_ids.shape[0]
 
-    uniq, inv, counts = np.unique(gt_ids, return_inverse=True, return_counts=True)
+    uniq, inv, counts = _unique_ids(gt_ids)
     u_label = uniq // GT_LABEL_DIVISOR
     u_valid = np.isin(u_label, valid)
     u_is_gt = u_valid & (uniq != 0)
@@ -180,20 +191,21 @@ def scene_stats(
     gt_eval = ~gt_small & ~gt_group
 
     label_to_class = {int(v): i for i, v in enumerate(valid)}
-    keep = [k for k, p in enumerate(preds) if int(p.label_id) in label_to_class]
-    if keep:
-        masks = np.stack([np.asarray(preds[k].mask, dtype=bool) for k in keep])  # (K, N)
-        cnt = masks.sum(axis=1)
-        big = cnt >= min_region_size
-        masks, cnt = masks[big], cnt[big]
-        keep = [k for k, b in zip(keep, big) if b]
+    keep: list[int] = []
+    point_lists: list[np.ndarray] = []
+    for k, p in enumerate(preds):
+        if int(p.label_id) not in label_to_class:
+            continue
+        pts = np.flatnonzero(p.mask)
+        if pts.shape[0] >= min_region_size:
+            keep.append(k)
+            point_lists.append(pts)
     n_pred = len(keep)
     if n_pred:
         n_u = uniq.shape[0]
-        flat = np.flatnonzero(masks)  # (nnz,) indices into (K, N)
-        p_of = flat // n
-        inter_u = np.bincount(p_of * n_u + inv[flat - p_of * n], minlength=n_pred * n_u)
-        inter_u = inter_u.reshape(n_pred, n_u)  # (K, U)
+        cnt = np.array([pts.shape[0] for pts in point_lists], dtype=np.int64)
+        # Histogram of the GT-id columns under each mask: cost ~ mask sizes, not K x N.
+        inter_u = np.stack([np.bincount(inv[pts], minlength=n_u) for pts in point_lists])  # (K, U)
         pred_void = inter_u[:, u_void].sum(axis=1)
         pred_class = np.array([label_to_class[int(preds[k].label_id)] for k in keep], dtype=np.int64)
         pred_conf = np.array([float(preds[k].confidence) for k in keep], dtype=np.float64)
