@@ -125,6 +125,7 @@ def read_prediction_file(
     root = Path(pred_root if pred_root is not None else pred_file.parent).resolve()
     text = _read_bytes(pred_file, "prediction").decode("utf-8", "replace")
     preds: list[PredInstance] = []
+    seen: dict[Path, int] = {}
     for line_no, line in enumerate(text.splitlines(), start=1):
         parts = line.split()
         if not parts:
@@ -144,6 +145,13 @@ def read_prediction_file(
             raise FormatError(f"{pred_file}:{line_no}: mask {rel!r} points outside {root}")
         if not mask_path.is_file():
             raise FormatError(f"{pred_file}:{line_no}: mask file not found: {mask_path}")
+        # The official script keys instances by mask path, so a repeated path would silently
+        # replace the earlier instance there.
+        if mask_path in seen:
+            raise FormatError(
+                f"{pred_file}:{line_no}: mask {rel!r} already listed on line {seen[mask_path]}"
+            )
+        seen[mask_path] = line_no
         try:
             mask = read_mask_file(mask_path, n_points)
         except FormatError as exc:

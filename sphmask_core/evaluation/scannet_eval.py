@@ -24,7 +24,7 @@ mask is "GT label not an evaluated class") with vectorized bookkeeping:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np

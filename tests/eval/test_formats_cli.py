@@ -80,6 +80,7 @@ def test_mask_reader_general_layout(tmp_path):
         ("pred_mask/a.txt 5", "1\n0\n1\n1\n1\n", r"scene\.txt:2: expected '<mask file>"),
         ("../outside.txt 5 0.5", "1\n0\n1\n1\n1\n", r"scene\.txt:2: mask '../outside.txt' points outside"),
         ("/abs/a.txt 5 0.5", "1\n0\n1\n1\n1\n", r"scene\.txt:2: mask path must be relative"),
+        ("pred_mask/ok.txt 7 0.5", None, r"scene\.txt:2: mask 'pred_mask/ok.txt' already listed on line 1"),
     ],
 )
 def test_malformed_prediction_files_are_rejected(tmp_path, line, mask_text, match):
