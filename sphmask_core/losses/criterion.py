@@ -243,8 +243,11 @@ class InstanceCriterion:
         sums: dict[str, Tensor] = {}
         for pred, tgt in zip(preds, targets):
             self._check(pred, tgt)
-            cost = match_cost(pred.cls_logits, pred.conf, pred.boxes, tgt.labels, tgt.boxes, self.cfg.match_weights(),
-                              torch.cat([pred.rays, pred.centers], 1), tgt.ray_targets)
+            coarse = self.cfg.match_coarse != 0
+            cost = match_cost(
+                pred.cls_logits, pred.conf, pred.boxes, tgt.labels, tgt.boxes, self.cfg.match_weights(),
+                torch.cat([pred.rays, pred.centers], 1) if coarse else None, tgt.ray_targets if coarse else None,
+            )
             rounds = [("", hungarian_match(cost))]
             if use_aux:
                 rounds.append(("aux_", duplicated_match(cost, self.cfg.dup)))

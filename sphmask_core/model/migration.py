@@ -17,7 +17,7 @@ from torch import Tensor
 from sphmask_core.model.spherical import cartesian_to_spherical, find_sector
 
 GEOMETRY_CHANNELS = 6  # relative position (3) + absolute box-size difference (3)
-_CHUNK_ELEMENTS = 1 << 24  # bound on K_chunk * U * hidden floats per dynamic-conv chunk
+_CHUNK_ELEMENTS = 1 << 26  # bound on K_chunk * U * hidden floats per dynamic-conv chunk (256 MB fp32)
 
 
 def dyco_layer_dims(feat_dim: int, hidden: int, num_layers: int) -> list[tuple[int, int]]:
@@ -69,23 +69,25 @@ def _dynamic_conv_chunk(
     unit_feats: Tensor,
 ) -> Tensor:
     w0 = weights[0]  # (k, 6 + C, H)
-    # The position term is linear, so it is split into a query part and a unit part instead of
-    # materialising the (k, U, 3) difference; only the |size| term needs the pairwise tensor.
-    pos_q = torch.einsum("kd,kdh->kh", query_xyz, w0[:, :3])  # (k, H)
-    pos_u = torch.einsum("ud,kdh->kuh", unit_xyz, w0[:, :3])  # (k, U, H)
+    k, _, h_dim = w0.shape
+    # Position and feature terms are linear in per-unit quantities, so for all queries at once
+    # they are one GEMM (U, 3 + C) @ (3 + C, k * H); only |size_q - size_u| is truly pairwise.
+    unit_in = torch.cat([-unit_xyz, unit_feats], dim=1)  # (U, 3 + C)
+    w_unit = torch.cat([w0[:, :3], w0[:, 6:]], dim=1)  # (k, 3 + C, H)
+    unit_term = (unit_in @ w_unit.permute(1, 0, 2).reshape(unit_in.shape[1], k * h_dim)).view(-1, k, h_dim)
+    query_term = torch.einsum("kd,kdh->kh", query_xyz, w0[:, :3])  # (k, H)
+    if len(weights) > 1:
+        query_term = query_term + biases[0]
     size_diff = (query_sizes[:, None, :] - unit_sizes[None, :, :]).abs()  # (k, U, 3)
-    size_term = torch.einsum("kud,kdh->kuh", size_diff, w0[:, 3:6])  # (k, U, H)
-    feat_term = torch.einsum("uc,kch->kuh", unit_feats, w0[:, 6:])  # (k, U, H)
-    h = pos_q[:, None, :] - pos_u + size_term + feat_term  # (k, U, H)
+    h = torch.baddbmm(unit_term.transpose(0, 1) + query_term[:, None, :], size_diff, w0[:, 3:6])  # (k, U, H)
     n_layers = len(weights)
-    if n_layers == 1:
-        return h[..., 0]
-    h = torch.relu(h + biases[0][:, None, :])
     for l in range(1, n_layers):
-        h = torch.einsum("kuh,kho->kuo", h, weights[l])  # (k, U, out_l)
+        h = torch.relu(h)
         if l < n_layers - 1:
-            h = torch.relu(h + biases[l][:, None, :])
-    return h[..., 0]  # (k, U); last bias intentionally not applied
+            h = torch.baddbmm(biases[l][:, None, :], h, weights[l])  # (k, U, out_l)
+        else:
+            h = torch.bmm(h, weights[l])  # (k, U, 1); last bias intentionally not applied
+    return h[..., 0]  # (k, U)
 
 
 def dynamic_conv(
@@ -104,7 +106,7 @@ def dynamic_conv(
     Input per (q, u): [x_q - x_u (3, metres), |size_q - size_u| (3), unit feature (C)].
     kernels: (K, dyco_kernel_size(C, hidden, num_layers)); query_xyz, query_sizes: (K, 3);
     unit_xyz, unit_sizes: (U, 3); unit_feats: (U, C). ``chunk_size`` queries are processed at
-    a time (default: bounded so one chunk's hidden tensor stays around 16 M floats).
+    a time (default: bounded so one chunk's hidden tensor stays under 64 M floats).
     """
     k = kernels.shape[0]
     if unit_feats.ndim != 2:
