@@ -301,14 +301,15 @@ def decode_cloud(msg: PointCloud2) -> DecodedCloud:
         for c, name in enumerate("xyz"):
             xyz[:, c] = points[name]
     # Checked after the float32 cast: a finite float64 beyond float32 range becomes Inf.
-    finite = np.isfinite(xyz).all(axis=1)  # (N,)
+    # 1-D passes and np.compress: many times faster than .all(axis=1) / boolean indexing.
+    finite = np.isfinite(xyz[:, 0]) & np.isfinite(xyz[:, 1]) & np.isfinite(xyz[:, 2])  # (N,)
     if finite.all():
         keep = None
         index = np.arange(n_raw, dtype=np.int64)
     else:
         index = np.flatnonzero(finite).astype(np.int64, copy=False)
         keep = index
-        xyz = xyz[index]
+        xyz = np.compress(finite, xyz, axis=0)
 
     rgb, used = _decode_colour(points, names, keep)
     intensity = None
@@ -428,8 +429,10 @@ def encode_cloud(header: Header, fields: dict[str, np.ndarray]) -> PointCloud2:
         if name == "xyz":
             if values.ndim != 2 or values.shape[1] != 3:
                 raise ValueError(f"'xyz' must have shape (N, 3), got {values.shape}")
+            if values.dtype != np.float32:
+                values = values.astype(np.float32)
             for c, axis in enumerate("xyz"):
-                columns[axis] = values[:, c].astype(np.float32, copy=False)
+                columns[axis] = values[:, c]  # strided view; copied once into the packed array
         elif name == "rgb" and values.ndim == 2:
             columns["rgb"] = pack_rgb(values)
         else:
