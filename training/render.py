@@ -227,8 +227,9 @@ def splat(
     pix, idx = pix[order], idx[order]
     last = np.ones(len(pix), dtype=bool)
     last[:-1] = pix[1:] != pix[:-1]  # the last of each pixel group has the largest depth
-    flat = image.reshape(h * w, -1)
-    flat[pix[last]] = colors[idx[last]]
+    winners = pix[last]
+    # index rows/cols rather than a reshaped view: `image` may be a non-contiguous slice
+    image[winners // w, winners % w] = colors[idx[last]]
 
 
 def draw_rect(image: np.ndarray, r0: int, c0: int, r1: int, c1: int, color: Sequence[int]) -> None:

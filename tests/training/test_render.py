@@ -105,6 +105,13 @@ def test_box_outline_and_legend() -> None:
     assert np.any(np.all(legend < 60, axis=2))  # dark text pixels
 
 
+def test_splat_into_a_column_slice() -> None:
+    img = np.zeros((4, 6, 3), np.uint8)
+    splat(img[:, :3], np.array([2]), np.array([1]), np.array([0.0]), np.array([[9, 8, 7]], np.uint8))
+    np.testing.assert_array_equal(img[2, 1], [9, 8, 7])
+    assert img.sum() == 24
+
+
 def test_splat_depth_order() -> None:
     img = np.zeros((4, 4, 3), np.uint8)
     rows, cols = np.array([1, 1, 1]), np.array([2, 2, 2])
