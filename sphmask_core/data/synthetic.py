@@ -165,10 +165,19 @@ class Frame:
 
 @dataclass
 class BoxSet:
+    """Yaw-rotated boxes, grouped (e.g. per object) so rays are culled group by group first."""
+
     centers: np.ndarray  # (B, 3)
     halves: np.ndarray  # (B, 3)
     cos: np.ndarray  # (B,) cos(yaw)
     sin: np.ndarray  # (B,) sin(yaw)
+    group: np.ndarray | None = None  # (B,) int64, non-decreasing; None = one group per box
+
+    def __post_init__(self) -> None:
+        n = self.centers.shape[0]
+        self.group = np.arange(n) if self.group is None else np.asarray(self.group, np.int64)
+        if self.group.shape != (n,) or (np.diff(self.group) < 0).any():
+            raise ValueError("BoxSet.group must be a non-decreasing (B,) array")
 
     @classmethod
     def from_objects(cls, objects: list[PlacedObject]) -> "BoxSet":
@@ -178,10 +187,28 @@ class BoxSet:
         centers = np.concatenate([o.centers for o in objects])
         halves = np.concatenate([o.halves for o in objects])
         yaws = np.concatenate([np.full(len(o.centers), o.yaw) for o in objects])
-        return cls(centers, halves, np.cos(yaws), np.sin(yaws))
+        group = np.concatenate([np.full(len(o.centers), k) for k, o in enumerate(objects)])
+        return cls(centers, halves, np.cos(yaws), np.sin(yaws), group)
 
     def __len__(self) -> int:
         return int(self.centers.shape[0])
+
+    def group_spheres(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Bounding sphere of each group (centres (G, 3), radii (G,)) and its box range
+        (first box (G,), box count (G,))."""
+        _, first, count = np.unique(self.group, return_index=True, return_counts=True)
+        signs = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], float)
+        local = signs[None] * self.halves[:, None]  # (B, 8, 3) box corners, box frame
+        corners = np.empty_like(local)
+        corners[..., 0] = self.cos[:, None] * local[..., 0] - self.sin[:, None] * local[..., 1]
+        corners[..., 1] = self.sin[:, None] * local[..., 0] + self.cos[:, None] * local[..., 1]
+        corners[..., 2] = local[..., 2]
+        corners += self.centers[:, None]
+        lo = np.minimum.reduceat(corners.min(axis=1), first)  # (G, 3)
+        hi = np.maximum.reduceat(corners.max(axis=1), first)
+        center = (lo + hi) / 2
+        radius = np.linalg.norm(hi - lo, axis=1) / 2
+        return center, radius, first, count
 
 
 def _to_box_frame(v: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
@@ -210,37 +237,54 @@ def _segment_hits(
     return (t_in <= t_out) & (t_in < 1.0 - tol) & (t_out > tol)
 
 
+def _cone(
+    centers: np.ndarray, radii: np.ndarray, origin: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bounding cones of spheres seen from origin: unit axes (S, 3), cos of the half angle (S,)
+    (-2 when the origin is inside: every direction), and the near distance (S,)."""
+    w = centers - origin
+    dist = np.linalg.norm(w, axis=1)
+    inside = dist <= radii
+    safe = np.where(inside, 1.0, dist)
+    cos_thr = np.where(inside, -2.0, np.sqrt(np.clip(1.0 - (radii / safe) ** 2, 0.0, 1.0)))
+    near = np.where(inside, 0.0, dist - radii)
+    return w / safe[:, None], cos_thr - 1e-4, near  # the slack absorbs float32 rounding
+
+
 def occluded_from(
     points: np.ndarray, origin: np.ndarray, boxes: BoxSet, eps: float = 2e-3, chunk: int = 65536
 ) -> np.ndarray:
     """(M,) bool: the segment origin -> point crosses a box (the point is hidden from origin).
 
-    Candidate (point, box) pairs are those whose direction lies in the box's bounding-sphere cone
-    and that are farther than the sphere's near side; only they get the exact slab test.
+    Culling keeps the cost near linear: a (point, group) pair survives when the point lies in the
+    cone of the group's bounding sphere beyond its near side; the same test on each box of a
+    surviving group selects the pairs that get the exact slab test.
     """
     points = np.asarray(points, np.float64)
     origin = np.asarray(origin, np.float64)
     occluded = np.zeros(points.shape[0], bool)
     if len(boxes) == 0 or points.shape[0] == 0:
         return occluded
-    w = boxes.centers - origin  # (B, 3)
-    dist = np.linalg.norm(w, axis=1)  # (B,)
-    radius = np.linalg.norm(boxes.halves, axis=1)
-    inside = dist <= radius
-    safe = np.where(inside, 1.0, dist)
-    cos_thr = np.where(inside, -2.0, np.sqrt(np.clip(1.0 - (radius / safe) ** 2, 0.0, 1.0)))
-    near = np.where(inside, 0.0, dist - radius)
-    w_unit = (w / safe[:, None]).astype(np.float32)  # (B, 3)
+    g_center, g_radius, g_first, g_count = boxes.group_spheres()
+    g_axis, g_cos, g_near = _cone(g_center, g_radius, origin)  # (G, 3), (G,), (G,)
+    b_axis, b_cos, b_near = _cone(boxes.centers, np.linalg.norm(boxes.halves, axis=1), origin)
+    g_axis32 = g_axis.astype(np.float32)
     origin_local = _to_box_frame((origin - boxes.centers)[None], boxes.cos[None], boxes.sin[None])[0]  # (B, 3)
     for start in range(0, points.shape[0], chunk):
         seg = points[start : start + chunk] - origin  # (C, 3)
         seg_len = np.maximum(np.linalg.norm(seg, axis=1), 1e-9)  # (C,)
-        unit = (seg / seg_len[:, None]).astype(np.float32)
-        # float32 cone test; the small slack keeps rounding from dropping true candidates.
-        cand = (unit @ w_unit.T >= (cos_thr - 1e-4)[None, :]) & (seg_len[:, None] >= near[None, :])  # (C, B)
-        pi, bi = np.nonzero(cand)
+        unit = seg / seg_len[:, None]
+        cand = (unit.astype(np.float32) @ g_axis32.T >= g_cos[None, :]) & (seg_len[:, None] >= g_near[None, :])  # (C, G)
+        pi, gi = np.nonzero(cand)
         if pi.size == 0:
             continue
+        # expand each (point, group) pair to the group's boxes
+        reps = g_count[gi]
+        pi = np.repeat(pi, reps)
+        offsets = np.arange(pi.size) - np.repeat(np.cumsum(reps) - reps, reps)
+        bi = np.repeat(g_first[gi], reps) + offsets  # (P,)
+        in_cone = (np.einsum("ij,ij->i", unit[pi], b_axis[bi]) >= b_cos[bi]) & (seg_len[pi] >= b_near[bi])
+        pi, bi = pi[in_cone], bi[in_cone]
         dir_local = _to_box_frame(seg[pi], boxes.cos[bi], boxes.sin[bi])  # (P, 3)
         hit = _segment_hits(origin_local[bi], dir_local, boxes.halves[bi], seg_len[pi], eps)
         occluded[start + pi[hit]] = True
@@ -623,7 +667,10 @@ def generate_layout(seed: int, cfg: SyntheticConfig | None = None) -> RoomLayout
         elif sem in (WINDOW, PICTURE, BED, BOOKSHELF, CABINET):
             placer.on_wall(cand)
         elif sem == SOFA:
-            placer.free(cand) if rng.random() < 0.3 else placer.on_wall(cand)
+            if rng.random() < 0.3:
+                placer.free(cand)
+            else:
+                placer.on_wall(cand)
         elif sem == DESK:
             fp = placer.on_wall(cand)
             if fp is not None and rng.random() < 0.7:
@@ -691,7 +738,10 @@ def _room_surfaces(layout: RoomLayout) -> _Surfaces:
     for k, obj in enumerate(layout.objects):
         fc, fu, fv, fn = _box_faces(obj.centers, obj.halves, obj.yaw)
         keep = ~((fn[:, 2] < -0.5) & (fc[:, 2] < 1e-3))  # faces resting on the floor are never seen
-        center.append(fc[keep]), u.append(fu[keep]), v.append(fv[keep]), normal.append(fn[keep])
+        center.append(fc[keep])
+        u.append(fu[keep])
+        v.append(fv[keep])
+        normal.append(fn[keep])
         color.append(np.tile(obj.colors, (6, 1))[keep])
         semantic.append(np.full(int(keep.sum()), obj.semantic))
         instance.append(np.full(int(keep.sum()), k))
@@ -748,7 +798,9 @@ def _sample_visible(
         keep = vis.any(axis=0)
         if xyz.shape[0]:
             visible_frac = max(float(keep.mean()), 0.02)
-        xyzs.append(xyz[keep]), faces.append(face[keep]), viss.append(vis[:, keep])
+        xyzs.append(xyz[keep])
+        faces.append(face[keep])
+        viss.append(vis[:, keep])
         have += int(keep.sum())
         if have >= goal:
             break

@@ -132,6 +132,8 @@ def test_occluded_from_matches_dense_segment_sampling():
     pts = rng.uniform(-3, 3, size=(1500, 3))
     pts = pts[~inside(pts, far)][:300]
     got = occluded_from(pts, origin, boxes)
+    grouped = BoxSet(centers, halves, boxes.cos, boxes.sin, group=np.arange(n_boxes) // 3)
+    np.testing.assert_array_equal(occluded_from(pts, origin, grouped), got)  # culling is lossless
     t = np.linspace(0, 1, 2000)[:, None, None]  # step <= 5 mm, well under the 2 cm margin chords
     samples = origin + t * (pts - origin)  # (S, M, 3)
     hit_shrunk = inside(samples, shrunk).any(axis=0)
@@ -139,6 +141,12 @@ def test_occluded_from_matches_dense_segment_sampling():
     assert got[hit_shrunk].all()
     assert not got[~hit_grown].any()
     assert 0.03 < got.mean() < 0.97  # both outcomes exercised
+
+
+def test_boxset_rejects_unsorted_groups():
+    z = np.zeros((2, 3))
+    with pytest.raises(ValueError, match="non-decreasing"):
+        BoxSet(z, z + 1, np.ones(2), np.zeros(2), group=np.array([1, 0]))
 
 
 def test_points_on_a_visible_face_are_not_self_occluded():
