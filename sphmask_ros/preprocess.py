@@ -133,11 +133,52 @@ def _voxel_keys(xyz: np.ndarray, voxel_size: float) -> np.ndarray:
     return keys
 
 
-def voxel_downsample(xyz: np.ndarray, rgb: np.ndarray | None, voxel_size: float) -> VoxelGrid:
+# Dense-table voxelization is used while the key range stays below this many cells:
+# transient memory is 5 bytes per cell (160 MB at the limit), and it avoids an O(N log N) sort.
+_DENSE_MAX_CELLS = 1 << 25
+
+
+def _voxel_ids_sort(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Voxel id per point (voxels ordered by key), first point and count per voxel, by sorting."""
+    n = keys.shape[0]
+    # An unstable sort is enough: the first point is recovered with a min-reduction below.
+    # 32-bit keys sort faster when they fit.
+    perm = np.argsort(keys.astype(np.int32) if keys.max() < 2**31 else keys)  # (N,)
+    sorted_keys = keys[perm]
+    new_voxel = np.empty(n, dtype=bool)
+    new_voxel[0] = True
+    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=new_voxel[1:])
+    starts = np.flatnonzero(new_voxel)  # (V,)
+    inverse = np.empty(n, dtype=np.int64)
+    inverse[perm] = np.cumsum(new_voxel) - 1
+    first = np.minimum.reduceat(perm, starts).astype(np.int64, copy=False)
+    counts = np.diff(np.append(starts, n))
+    return inverse, first, counts
+
+
+def _voxel_ids_dense(keys: np.ndarray, n_cells: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Same result as ``_voxel_ids_sort`` through an occupancy table over all cells."""
+    n = keys.shape[0]
+    occupied = np.zeros(n_cells, dtype=bool)
+    occupied[keys] = True
+    cell_to_voxel = np.cumsum(occupied, dtype=np.int32)  # (n_cells,) 1-based at occupied cells
+    n_voxels = int(cell_to_voxel[-1])
+    inverse = cell_to_voxel[keys].astype(np.int64) - 1  # (N,)
+    first = np.full(n_voxels, n, dtype=np.int64)
+    np.minimum.at(first, inverse, np.arange(n, dtype=np.int64))
+    counts = np.bincount(inverse, minlength=n_voxels)
+    return inverse, first, counts
+
+
+def voxel_downsample(
+    xyz: np.ndarray, rgb: np.ndarray | None, voxel_size: float, method: str = "auto"
+) -> VoxelGrid:
     """One point per occupied voxel of edge ``voxel_size`` (mean xyz and rgb) + inverse map.
 
     ``result.xyz[result.inverse]`` gives every input point its voxel's representative; voxels
-    are ordered by grid key (deterministic).
+    are ordered by grid key (deterministic). ``method``: ``sort`` (argsort of packed keys),
+    ``dense`` (occupancy table; only while the grid spans < 2**25 cells), ``auto`` picks dense
+    when it fits. Both give identical results.
     """
     xyz = np.asarray(xyz)
     if xyz.ndim != 2 or xyz.shape[1] != 3:
@@ -146,6 +187,8 @@ def voxel_downsample(xyz: np.ndarray, rgb: np.ndarray | None, voxel_size: float)
         raise ValueError(f"voxel_size must be > 0, got {voxel_size}")
     if rgb is not None and rgb.shape != xyz.shape:
         raise ValueError(f"rgb shape {rgb.shape} does not match xyz {xyz.shape}")
+    if method not in ("auto", "sort", "dense"):
+        raise ValueError(f"method must be auto, sort or dense, got {method!r}")
     n = xyz.shape[0]
     if n == 0:
         empty = np.empty(0, np.int64)
@@ -153,30 +196,26 @@ def voxel_downsample(xyz: np.ndarray, rgb: np.ndarray | None, voxel_size: float)
                          None if rgb is None else np.empty((0, 3), np.float32),
                          empty, empty, empty)
     keys = _voxel_keys(xyz, voxel_size)  # (N,)
-    # An unstable sort is enough: first_index is recovered with a min-reduction below.
-    # 32-bit keys sort faster when they fit (most scenes at 2 cm do).
-    perm = np.argsort(keys.astype(np.int32) if keys.max() < 2**31 else keys)  # (N,)
-    sorted_keys = keys[perm]
-    new_voxel = np.empty(n, dtype=bool)
-    new_voxel[0] = True
-    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=new_voxel[1:])
-    starts = np.flatnonzero(new_voxel)  # (V,)
-    counts = np.diff(np.append(starts, n))  # (V,)
-    inverse = np.empty(n, dtype=np.int64)
-    inverse[perm] = np.cumsum(new_voxel) - 1
-    first = np.minimum.reduceat(perm, starts)
+    n_cells = int(keys.max()) + 1
+    if method == "dense" and n_cells > _DENSE_MAX_CELLS:
+        raise ValueError(f"grid spans {n_cells} cells, too many for method='dense'")
+    if method == "dense" or (method == "auto" and n_cells <= _DENSE_MAX_CELLS):
+        inverse, first, counts = _voxel_ids_dense(keys, n_cells)
+    else:
+        inverse, first, counts = _voxel_ids_sort(keys)
+    n_voxels = counts.shape[0]
 
     def mean(values: np.ndarray) -> np.ndarray:
-        # np.take: row gathers by fancy indexing are several times slower.
-        gathered = np.take(values, perm, axis=0).astype(np.float64)  # (N, 3)
-        sums = np.add.reduceat(gathered, starts, axis=0)  # (V, 3)
-        return (sums / counts[:, None]).astype(np.float32)
+        out = np.empty((n_voxels, 3), np.float32)
+        for c in range(3):
+            out[:, c] = np.bincount(inverse, weights=values[:, c], minlength=n_voxels) / counts
+        return out
 
     return VoxelGrid(
         xyz=mean(xyz),
         rgb=None if rgb is None else mean(rgb),
         inverse=inverse,
-        first_index=first.astype(np.int64, copy=False),
+        first_index=first,
         counts=counts.astype(np.int64, copy=False),
     )
 

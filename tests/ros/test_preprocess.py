@@ -212,12 +212,16 @@ def test_voxel_downsample_hand_example() -> None:
     np.testing.assert_allclose(g.xyz[g.inverse][1], xyz[1])
 
 
-@pytest.mark.parametrize("scale", [3.0, 1e9])  # 1e9 forces the unpackable-key fallback
-def test_voxel_downsample_matches_brute_force(scale: float) -> None:
+@pytest.mark.parametrize(("spread", "method"), [
+    ((1.0, 1.0, 1.0), "dense"), ((1.0, 1.0, 1.0), "sort"),
+    ((1.0, 1.0, 1e5), "auto"),  # too many cells for the dense table: sort path
+    ((1e6, 1e6, 1e6), "auto"),  # too wide to pack keys in int64: row-unique fallback
+])
+def test_voxel_downsample_matches_brute_force(spread: tuple, method: str) -> None:
     rng = np.random.default_rng(1)
-    xyz = (rng.normal(size=(3000, 3)) * np.array([1.0, 1.0, scale / 3])).astype(np.float64)
-    xyz[:, 2] = np.round(xyz[:, 2], 1)
-    g = voxel_downsample(xyz, None, 0.25)
+    xyz = rng.normal(size=(3000, 3)) * np.array(spread)
+    xyz[:, 2] = np.round(xyz[:, 2], 1)  # collisions along z
+    g = voxel_downsample(xyz, None, 0.25, method=method)
     groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
     for i, p in enumerate(xyz):
         groups[tuple(np.floor(p / 0.25).astype(np.int64))].append(i)
@@ -229,7 +233,19 @@ def test_voxel_downsample_matches_brute_force(scale: float) -> None:
         np.testing.assert_allclose(g.xyz[v], xyz[members].mean(0), rtol=1e-5, atol=1e-5)
 
 
+def test_voxel_methods_agree_with_colour() -> None:
+    rng = np.random.default_rng(4)
+    xyz = rng.uniform(-2, 2, size=(20000, 3)).astype(np.float32)
+    rgb = rng.uniform(-1, 1, size=(20000, 3)).astype(np.float32)
+    a = voxel_downsample(xyz, rgb, 0.1, method="dense")
+    b = voxel_downsample(xyz, rgb, 0.1, method="sort")
+    for name in ("inverse", "first_index", "counts", "xyz", "rgb"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+
+
 def test_voxel_downsample_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="too many"):
+        voxel_downsample(np.array([[0, 0, 0], [1e4, 1e4, 1e4]]), None, 0.01, method="dense")
     with pytest.raises(ValueError, match="voxel_size"):
         voxel_downsample(np.zeros((2, 3)), None, 0.0)
     with pytest.raises(ValueError, match="shape"):
