@@ -10,6 +10,8 @@ stopped and resumed. The batch order of an epoch comes from `DistributedSampler`
 from __future__ import annotations
 
 import dataclasses
+import functools
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -18,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from sphmask_core.data.scene import Scene
-from training.config import DatasetConfig
+from training.config import ConfigError, DatasetConfig
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -26,6 +28,14 @@ class DatasetNotFoundError(FileNotFoundError):
 
 
 Item = tuple[int, int]  # (epoch, index)
+
+
+@dataclass
+class TrainItem:
+    """An augmented training scene and the positions its voxels are computed from."""
+
+    scene: Scene
+    grid_xyz: np.ndarray | None  # (N, 3) float32 after elastic distortion; None = scene.xyz
 
 
 def subsample_scene(scene: Scene, fraction: float, rng: np.random.Generator) -> Scene:
@@ -76,7 +86,9 @@ class SceneDataset(Dataset):
     def __len__(self) -> int:
         return self.n_scenes * self.repeat
 
-    def __getitem__(self, item: Item | int) -> Scene:
+    def __getitem__(self, item: Item | int) -> Scene | TrainItem | None:
+        """Validation: the Scene. Training: a TrainItem, or None when augmentation cropped the
+        scene below its minimum size (the batch then goes on without it, as in ISBNet)."""
         epoch, index = item if isinstance(item, tuple) else (0, int(item))
         if not 0 <= index < len(self):
             raise IndexError(f"scene index {index} out of range [0, {len(self)})")
@@ -85,11 +97,15 @@ class SceneDataset(Dataset):
             return scene
         rng = np.random.default_rng([self.seed, epoch, index])
         scene = subsample_scene(scene, self.subsample, rng)
-        if self.augment:
-            from sphmask_core.data.augment import augment_scene
+        if not self.augment:
+            return TrainItem(scene, None)
+        from sphmask_core.data.augment import SceneDropped, augment_scene
 
-            scene = augment_scene(scene, rng, self.augment_cfg)
-        return scene
+        try:
+            scene, grid = augment_scene(scene, rng, self.augment_cfg)
+        except SceneDropped:
+            return None
+        return TrainItem(scene, grid)
 
 
 class EpochBatchSampler(Sampler[list[Item]]):
@@ -162,21 +178,32 @@ def _build_synthetic_config(module: Any, overrides: dict[str, Any]) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(overrides) - names)
     if unknown:
-        raise ValueError(f"unknown config key 'dataset.synthetic.{unknown[0]}'")
-    return cls(**overrides)
+        raise ConfigError(f"unknown config key 'dataset.synthetic.{unknown[0]}'")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    try:
+        return cls(**values).validate()
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"config section 'dataset.synthetic': {exc}") from None
 
 
-def build_augment_config(overrides: dict[str, Any]) -> Any:
-    from sphmask_core.data import augment
+def build_augment_config(overrides: dict[str, Any], voxel_size: float | None = None) -> Any:
+    """AugmentConfig with overrides; its voxel size (the unit of elastic distortion and crop
+    windows) follows the model's unless the overrides set it."""
+    from sphmask_core.data.augment import AugmentConfig
 
-    cls = getattr(augment, "AugmentConfig", None)
-    if cls is None:
-        return None
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = {f.name for f in dataclasses.fields(AugmentConfig)}
     unknown = sorted(set(overrides) - names)
     if unknown:
-        raise ValueError(f"unknown config key 'dataset.augment_cfg.{unknown[0]}'")
-    return cls(**overrides)
+        raise ConfigError(f"unknown config key 'dataset.augment_cfg.{unknown[0]}'")
+    values = dict(overrides)
+    if voxel_size is not None and "voxel_size" not in values:
+        values["voxel_size"] = float(voxel_size)
+    if "elastic_params" in values:
+        values["elastic_params"] = tuple(tuple(float(x) for x in pair) for pair in values["elastic_params"])
+    try:
+        return AugmentConfig(**values).validate()
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"config section 'dataset.augment_cfg': {exc}") from None
 
 
 def _real_loader(cfg: DatasetConfig, split: str) -> tuple[Callable[[int], Scene], int]:
@@ -188,17 +215,32 @@ def _real_loader(cfg: DatasetConfig, split: str) -> tuple[Callable[[int], Scene]
     return real_data.scene_loader(cfg.name, root, split)
 
 
-def build_dataset(cfg: DatasetConfig, train: bool, seed: int = 0) -> SceneDataset:
-    """The training (train=True) or validation split described by `cfg`."""
+def build_dataset(cfg: DatasetConfig, train: bool, seed: int = 0, voxel_size: float | None = None) -> SceneDataset:
+    """The training (train=True) or validation split described by `cfg`; `voxel_size` is the
+    model's, for augmentation."""
     if cfg.name == "synthetic":
         load, n = _synthetic_loader(cfg, cfg.train_seeds if train else cfg.val_seeds)
     else:
         load, n = _real_loader(cfg, cfg.train_split if train else cfg.val_split)
-    augment_cfg = build_augment_config(cfg.augment_cfg) if (train and cfg.augment) else None
+    augment_cfg = build_augment_config(cfg.augment_cfg, voxel_size) if (train and cfg.augment) else None
     return SceneDataset(
         load, n, train=train, seed=seed, repeat=cfg.repeat, augment=cfg.augment,
         augment_cfg=augment_cfg, subsample=cfg.subsample,
     )
+
+
+def collate_items(items: list[TrainItem | None], collate_fn: Callable | None = None) -> Any:
+    """Batch of the training items that survived augmentation; None when none did."""
+    kept = [it for it in items if it is not None]
+    if not kept:
+        return None
+    if collate_fn is None:
+        from sphmask_core.data.collate import collate as collate_fn
+    scenes = [it.scene for it in kept]
+    if all(it.grid_xyz is None for it in kept):
+        return collate_fn(scenes)
+    grids = [it.scene.xyz if it.grid_xyz is None else it.grid_xyz for it in kept]
+    return collate_fn(scenes, grids)
 
 
 def build_loader(
@@ -209,13 +251,11 @@ def build_loader(
     A private generator keeps DataLoader's base-seed draw off the global torch RNG, whose state
     is part of the checkpoint and must evolve identically in straight and resumed runs.
     """
-    if collate_fn is None:
-        from sphmask_core.data.collate import collate as collate_fn
     return DataLoader(
         dataset,
         batch_sampler=batch_sampler,
         num_workers=num_workers,
-        collate_fn=collate_fn,
+        collate_fn=functools.partial(collate_items, collate_fn=collate_fn),
         generator=torch.Generator().manual_seed(0),
         persistent_workers=False,
     )

@@ -311,7 +311,8 @@ class Trainer:
         self.collate_fn = collate_fn
         self.validate_fn = validate_fn or validate_model
         self.model_cfg = model_cfg if model_cfg is not None else build_model_config(cfg)
-        self.train_set: SceneDataset = build_dataset(cfg.dataset, train=True, seed=cfg.seed)
+        voxel = getattr(self.model_cfg, "voxel_size", None)
+        self.train_set: SceneDataset = build_dataset(cfg.dataset, train=True, seed=cfg.seed, voxel_size=voxel)
         self.val_set: SceneDataset | None = (
             build_dataset(cfg.dataset, train=False, seed=cfg.seed) if cfg.val_every > 0 else None
         )
@@ -466,8 +467,17 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
 
     def train_iteration(self, batch: Any, is_update: bool) -> dict[str, float]:
-        """Forward + backward of one batch; an optimizer update when `is_update`."""
+        """Forward + backward of one batch; an optimizer update when `is_update`.
+
+        `batch` is None when augmentation dropped every scene of it: nothing to learn from, but
+        the iteration still counts (the data order stays a function of the position in the run).
+        """
         self.ddp_model.train()
+        if not _all_true(batch is not None, self.device):
+            # every process must take part in DDP's gradient all-reduce or none may
+            if is_update:
+                self._optimizer_step()
+            return {}
         batch = batch_to(batch, self.device)
         sync = nullcontext() if (is_update or not _distributed()) else self.ddp_model.no_sync()
         autocast = torch.autocast("cuda", dtype=torch.float16) if self.use_amp else nullcontext()
@@ -526,11 +536,13 @@ class Trainer:
                 now = time.perf_counter()
                 terms["sec_per_iter"] = now - t_last
                 t_last = now
-                window.append(terms)
+                if "loss" in terms:
+                    window.append(terms)
                 if bar is not None:
                     bar.update(1)
-                    bar.set_postfix(loss=f"{terms['loss']:.3f}", lr=f"{lr:.2e}")
-                if p.global_step % cfg.log_every == 0 or last_of_epoch:
+                    if "loss" in terms:
+                        bar.set_postfix(loss=f"{terms['loss']:.3f}", lr=f"{lr:.2e}")
+                if window and (p.global_step % cfg.log_every == 0 or last_of_epoch):
                     self._log_train(window, lr)
                     window = []
                 if cfg.max_steps and p.global_step >= cfg.max_steps:
