@@ -72,8 +72,9 @@ PARAMS: tuple[ParamSpec, ...] = (
               range=(0.01, 100.0)),
     ParamSpec("nms_topk", 200, _I,
               "Maximum number of instances kept after matrix NMS.", range=(1, 10000)),
-    ParamSpec("min_points", 20, _I,
-              "Instances with fewer input points than this are dropped.", range=(0, 10_000_000)),
+    ParamSpec("min_points", 50, _I,
+              "Instances covering fewer model points (after voxel_size down-sampling) are dropped.",
+              range=(0, 10_000_000)),
     # --- frames and poses (fixed)
     ParamSpec("fixed_frame", "", _S,
               "Frame the output is expressed in and clouds are accumulated in; empty = the input "
@@ -263,7 +264,7 @@ class NodeParams:
     score_threshold: float = 0.1
     nms_sigma: float = 2.0
     nms_topk: int = 200
-    min_points: int = 20
+    min_points: int = 50
     fixed_frame: str = ""
     pose_source: str = "static"
     odometry_topic: str = "odom"

@@ -1,0 +1,379 @@
+"""The node's processing of one cloud, without any ROS graph: pose -> pre-process -> model.
+
+`Pipeline.process(frame)` is what the node's worker thread runs and what the latency benchmark
+times; it never touches DDS. Pre-processing (transform, accumulate, crop, voxelize, cap) is
+`sphmask_ros.preprocess.Preprocessor` (one per input topic, since each owns an accumulation
+buffer); the model is `sphmask_core.inference.segmenter.Segmenter`.
+
+Output cloud. The model runs on the voxelized, capped points; its instances are broadcast back
+to the preprocessor's output cloud (every accumulated point that survived the crop, in the output
+frame) through `point_to_model`. That cloud is what ~/labelled_cloud publishes and what
+`Instance.point_indices` index. With one cloud, no crop and no fixed frame it is the input
+cloud's finite points in their original order.
+
+Colour-free input: clouds without rgb/rgba/r,g,b fields are fed to the model with zero colour
+(the Scene contract's "colourless"); the labelled cloud then has no rgb field.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from std_msgs.msg import Header
+
+from sphmask_core.inference.instances import Instances, point_instance_from_masks
+from sphmask_ros.params import NodeParams
+from sphmask_ros.pointcloud2 import DecodedCloud, decode_cloud
+from sphmask_ros.preprocess import PreparedInput, PreprocessConfig, Preprocessor, Skipped
+from sphmask_ros.transforms import Transform, TransformCache, TransformLookupError
+
+_NS = 1_000_000_000
+_NO_CROP = 1.0e4  # |coordinate| of the default crop box: at least this means "no crop"
+
+
+class FrameSkipped(Exception):
+    """The frame cannot be processed (no pose for its frame); the node warns and skips it."""
+
+
+@dataclass
+class Frame:
+    """A decoded input cloud waiting for the worker."""
+
+    cloud: DecodedCloud
+    header: Header  # the input header (stamp and frame as received)
+    topic: str
+    received_ns: int  # node clock when the callback ran
+    decode_s: float
+
+    @property
+    def stamp_ns(self) -> int:
+        return int(self.header.stamp.sec) * _NS + int(self.header.stamp.nanosec)
+
+
+def decode_frame(msg: Any, topic: str, received_ns: int) -> Frame:
+    """Decode and validate a PointCloud2 (raises pointcloud2.CloudError when malformed)."""
+    t0 = time.perf_counter()
+    cloud = decode_cloud(msg)
+    header = Header(stamp=Time(sec=msg.header.stamp.sec, nanosec=msg.header.stamp.nanosec),
+                    frame_id=msg.header.frame_id)
+    return Frame(cloud, header, topic, received_ns, time.perf_counter() - t0)
+
+
+@dataclass
+class FrameResult:
+    """Everything the node publishes for one frame."""
+
+    header: Header  # input stamp, output frame
+    stamp_ns: int
+    xyz: np.ndarray  # (P, 3) float32, the labelled cloud
+    rgb: np.ndarray | None  # (P, 3) float32 in [-1, 1], None for colour-free input
+    instances: Instances  # over the P points of xyz
+    stages_s: dict[str, float]
+    capped: bool
+    n_before_cap: int
+    n_model_points: int
+
+
+def select_instances(inst: Instances, keep: np.ndarray) -> Instances:
+    """The instances at indices `keep` (in that order), with point_instance rebuilt."""
+    keep = np.asarray(keep, dtype=np.int64)
+    masks = [inst.masks[k] for k in keep.tolist()]
+    return Instances(
+        point_instance=point_instance_from_masks(masks, inst.scores[keep], inst.n_points),
+        masks=masks,
+        class_ids=inst.class_ids[keep],
+        class_names=inst.class_names,
+        scores=inst.scores[keep],
+        class_probs=inst.class_probs[keep],
+        iou_scores=inst.iou_scores[keep],
+        centers=inst.centers[keep],
+        rays=inst.rays[keep],
+        n_theta=inst.n_theta,
+        n_phi=inst.n_phi,
+        boxes=inst.boxes[keep],
+        timings=dict(inst.timings),
+    )
+
+
+def expand_instances(inst: Instances, point_to_model: np.ndarray, xyz: np.ndarray) -> Instances:
+    """Instances over model points -> instances over the output points mapping to them.
+
+    point_to_model: (P,) int64 model point of each output point (-1 = none); xyz: (P, 3) output
+    points, used for the boxes. Masks may overlap, so each mask is expanded on its own, from a
+    CSR grouping of output points by model point (one argsort, no per-point loop).
+    """
+    n_out = point_to_model.shape[0]
+    n_model = inst.n_points
+    if len(inst) == 0:
+        return Instances.empty(n_out, inst.class_names, inst.n_theta, inst.n_phi, inst.timings)
+    valid = point_to_model >= 0  # (P,)
+    order = np.argsort(np.where(valid, point_to_model, n_model), kind="stable")  # (P,)
+    counts = np.bincount(point_to_model[valid], minlength=n_model)  # (V,)
+    starts = np.concatenate([[0], np.cumsum(counts)])  # (V + 1,)
+    masks: list[np.ndarray] = []
+    boxes = np.zeros((len(inst), 6), dtype=np.float32)  # (K, 6)
+    for k, model_idx in enumerate(inst.masks):
+        c = counts[model_idx]  # (m,)
+        # positions in `order` of every output point of these model points
+        offsets = np.repeat(starts[model_idx] - np.cumsum(c) + c, c) + np.arange(int(c.sum()))
+        out_idx = np.sort(order[offsets])
+        masks.append(out_idx)
+        if out_idx.size:
+            pts = xyz[out_idx]
+            boxes[k, :3], boxes[k, 3:] = pts.min(axis=0), pts.max(axis=0)
+    point_instance = np.where(valid, inst.point_instance[np.where(valid, point_to_model, 0)], -1)
+    return Instances(
+        point_instance=point_instance.astype(np.int64),
+        masks=masks,
+        class_ids=inst.class_ids,
+        class_names=inst.class_names,
+        scores=inst.scores,
+        class_probs=inst.class_probs,
+        iou_scores=inst.iou_scores,
+        centers=inst.centers,
+        rays=inst.rays,
+        n_theta=inst.n_theta,
+        n_phi=inst.n_phi,
+        boxes=boxes,
+        timings=dict(inst.timings),
+    )
+
+
+def preprocess_config(params: NodeParams) -> PreprocessConfig:
+    """The preprocessor's settings from the node parameters."""
+    no_crop = (all(v <= -_NO_CROP for v in params.crop_min)
+               and all(v >= _NO_CROP for v in params.crop_max))
+    return PreprocessConfig(
+        fixed_frame=params.fixed_frame,
+        accumulate_frames=params.accumulate_frames,
+        accumulate_seconds=params.accumulate_seconds,
+        tolerance_s=params.tf_timeout,
+        crop_min=None if no_crop else tuple(params.crop_min),
+        crop_max=None if no_crop else tuple(params.crop_max),
+        crop_max_range=params.crop_max_range,
+        voxel_size=params.voxel_size,
+        max_points=params.max_points,
+    )
+
+
+def static_transform(params: NodeParams) -> Transform:
+    """The static_transform.* parameters (quaternion when non-zero, else roll-pitch-yaw)."""
+    quat = params.static_transform_quaternion
+    if any(quat):
+        return Transform.from_xyz_quat(params.static_transform_xyz, quat)
+    from scipy.spatial.transform import Rotation
+
+    q = Rotation.from_euler("xyz", params.static_transform_rpy).as_quat()  # x, y, z, w
+    return Transform.from_xyz_quat(params.static_transform_xyz, q)
+
+
+class PoseSource:
+    """Thread-safe poses for the preprocessor: static parameters or odometry (+ extrinsic).
+
+    The odometry callback writes from the executor thread while the worker reads, so every
+    access to the cache takes the lock. A lookup that is not yet possible (odometry newer than
+    the cloud has not arrived) is retried until the frame's deadline, then tried once more
+    with the configured extrapolation tolerance.
+    """
+
+    def __init__(self, params: NodeParams, external: Any = None) -> None:
+        self.params = params
+        self.cache = TransformCache()
+        self.external = external  # e.g. a tf2-backed source; used as is when given
+        self.extrinsic = static_transform(params)
+        self._lock = threading.Lock()
+        self._odom_child = ""
+        self.deadline = 0.0  # time.monotonic() until which lookups may wait
+
+    def add_odometry(self, msg: Any) -> None:
+        with self._lock:
+            self.cache.add_odometry(msg)
+            self._odom_child = msg.child_frame_id
+
+    def prepare(self, sensor_frame: str) -> None:
+        """Hang `sensor_frame` on the tree (static pose, or extrinsic under the odometry child)."""
+        fixed = self.params.fixed_frame
+        if self.external is not None or not fixed or sensor_frame == fixed:
+            return
+        with self._lock:
+            if sensor_frame in self.cache.frames():
+                return
+            if self.params.pose_source == "static":
+                self.cache.set_static(fixed, sensor_frame, self.extrinsic)
+            elif self._odom_child and sensor_frame != self._odom_child:
+                self.cache.set_static(self._odom_child, sensor_frame, self.extrinsic)
+
+    def _try(self, target: str, source: str, stamp_ns: int, tol: int) -> Transform:
+        if self.external is not None:
+            return self.external.lookup_or_raise(target, source, stamp_ns, tol)
+        with self._lock:
+            return self.cache.lookup_or_raise(target, source, stamp_ns, tol)
+
+    def lookup_or_raise(self, target_frame: str, source_frame: str, stamp_ns: int,
+                        tolerance_ns: int = 0) -> Transform:
+        while True:
+            self.prepare(source_frame)
+            try:
+                return self._try(target_frame, source_frame, stamp_ns, 0)
+            except TransformLookupError:
+                if time.monotonic() >= self.deadline:
+                    break
+            time.sleep(0.005)
+        return self._try(target_frame, source_frame, stamp_ns, tolerance_ns)
+
+
+def _release_device_memory() -> None:
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+class Pipeline:
+    """Pre-processing + model + post-filtering of one frame (see module doc)."""
+
+    def __init__(self, segmenter: Any, params: NodeParams, model_name: str,
+                 pose_source: PoseSource | None = None, logger: Any = None) -> None:
+        self.segmenter = segmenter
+        self.model_name = model_name
+        self.logger = logger
+        self.poses = pose_source or PoseSource(params)
+        self.warmup_s = 0.0
+        self._preprocessors: dict[str, Preprocessor] = {}
+        self._lock = threading.Lock()
+        self.params = params
+        self._apply_model_params(params)
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_params(cls, params: NodeParams, logger: Any = None, pose_source: PoseSource | None = None,
+                    warmup: bool = True) -> "Pipeline":
+        """Load the checkpoint (empty = shipped model) on `params.device` and warm it up.
+
+        Raises sphmask_core.checkpoint.CheckpointError for an unreadable checkpoint and
+        ValueError for a class_names override of the wrong length or an unavailable device.
+        """
+        from sphmask_core.inference.segmenter import Segmenter
+        from sphmask_core.pretrained import DEFAULT_CHECKPOINT_NAME
+
+        path = params.checkpoint or None
+        segmenter = Segmenter.from_checkpoint(path, device=params.device)
+        override = params.class_name_override
+        if override:
+            if len(override) != len(segmenter.class_names):
+                raise ValueError(
+                    f"class_names has {len(override)} names but the model has "
+                    f"{len(segmenter.class_names)} classes ({', '.join(segmenter.class_names)})")
+            segmenter.class_names = list(override)
+        name = Path(path).stem if path else Path(DEFAULT_CHECKPOINT_NAME).stem
+        pipeline = cls(segmenter, params, name, pose_source=pose_source, logger=logger)
+        if warmup:
+            # a cloud of the largest size the node feeds the model (or 20k): allocations and,
+            # on the GPU, spconv's algorithm search happen here rather than on the first cloud
+            pipeline.warmup_s = segmenter.warmup(n_points=min(20_000, params.max_points))
+        return pipeline
+
+    @property
+    def device(self) -> str:
+        return str(self.segmenter.device)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.segmenter.class_names)
+
+    def _apply_model_params(self, params: NodeParams) -> None:
+        cfg = self.segmenter.cfg
+        test = replace(cfg.test, nms_sigma=params.nms_sigma, nms_topk=params.nms_topk,
+                       min_points=params.min_points)
+        self.segmenter.cfg = replace(cfg, test=test)
+
+    def set_params(self, params: NodeParams) -> None:
+        """Apply run-time parameter changes; takes effect from the next frame."""
+        with self._lock:
+            self.params = params
+            self.poses.params = params
+            self._apply_model_params(params)
+            config = preprocess_config(params)
+            for pre in self._preprocessors.values():
+                pre.update_config(config)
+
+    def add_odometry(self, msg: Any) -> None:
+        self.poses.add_odometry(msg)
+
+    def _preprocessor(self, topic: str) -> Preprocessor:
+        pre = self._preprocessors.get(topic)
+        if pre is None:
+            pre = Preprocessor(preprocess_config(self.params), transforms=self.poses)
+            self._preprocessors[topic] = pre
+        return pre
+
+    # ------------------------------------------------------------------ processing
+    def _empty(self, frame: Frame, out_frame: str, stages: dict[str, float]) -> FrameResult:
+        header = Header(stamp=frame.header.stamp, frame_id=out_frame)
+        seg = self.segmenter
+        inst = Instances.empty(0, self.class_names, seg.cfg.heads.n_theta, seg.cfg.heads.n_phi)
+        return FrameResult(header, frame.stamp_ns, np.zeros((0, 3), np.float32), None, inst,
+                           stages, False, 0, 0)
+
+    def process(self, frame: Frame) -> FrameResult:
+        """One frame through pose, pre-processing and the model.
+
+        Raises FrameSkipped when the frame's pose is unavailable; model errors propagate (the
+        caller logs them and drops the frame).
+        """
+        with self._lock:
+            params = self.params
+            pre = self._preprocessor(frame.topic)
+        stages = {"decode": frame.decode_s}
+        out_frame = params.fixed_frame or frame.header.frame_id
+        self.poses.deadline = time.monotonic() + params.tf_timeout
+        prepared = pre.process(frame.cloud, frame.stamp_ns, frame.header.frame_id)
+        stages.update({k: v for k, v in prepared.timings.items() if k != "total"})
+        if isinstance(prepared, Skipped):
+            if prepared.kind == "transform":
+                raise FrameSkipped(prepared.reason)
+            return self._empty(frame, out_frame, stages)  # empty / cropped away
+        assert isinstance(prepared, PreparedInput)
+
+        t0 = time.perf_counter()
+        rgb = prepared.rgb if frame.cloud.rgb is not None else None
+        model_inst = self.segmenter(prepared.xyz, rgb)
+        stages["inference"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        keep = np.flatnonzero(model_inst.scores >= params.score_threshold)
+        if keep.size < len(model_inst):
+            model_inst = select_instances(model_inst, keep)
+        inst = expand_instances(model_inst, prepared.point_to_model, prepared.points_xyz)
+        stages["postprocess"] = time.perf_counter() - t0
+
+        header = Header(stamp=frame.header.stamp, frame_id=prepared.frame_id)
+        return FrameResult(
+            header=header,
+            stamp_ns=frame.stamp_ns,
+            xyz=prepared.points_xyz,
+            rgb=prepared.points_rgb if frame.cloud.rgb is not None else None,
+            instances=inst,
+            stages_s=stages,
+            capped=prepared.capped,
+            n_before_cap=prepared.n_model_before_cap,
+            n_model_points=int(prepared.xyz.shape[0]),
+        )
+
+    def recover_from_error(self, exc: BaseException) -> None:
+        """After a failed inference (e.g. CUDA out of memory): free cached device memory."""
+        _release_device_memory()
+
+    def release(self) -> None:
+        """Drop the model so its (GPU) memory can be returned."""
+        self.segmenter = None
+        self._preprocessors.clear()
+        _release_device_memory()
