@@ -504,10 +504,14 @@ class Trainer:
         p = self.progress
         try:
             while p.epoch < cfg.schedule.epochs:
+                if cfg.max_steps and p.global_step >= cfg.max_steps:
+                    break
                 stopped = self._train_epoch()
                 if stopped:
                     break
                 self._end_of_epoch()
+            if cfg.max_steps and p.global_step >= cfg.max_steps:
+                LOG.info("max_steps=%d reached at epoch %d iteration %d", cfg.max_steps, p.epoch, p.step)
         finally:
             if self.tb is not None:
                 self.tb.close()
@@ -545,11 +549,11 @@ class Trainer:
                 if window and (p.global_step % cfg.log_every == 0 or last_of_epoch):
                     self._log_train(window, lr)
                     window = []
-                if cfg.max_steps and p.global_step >= cfg.max_steps:
+                # at an epoch's end the epoch is completed first (validation, checkpoint)
+                if cfg.max_steps and p.global_step >= cfg.max_steps and not last_of_epoch:
                     if window:
                         self._log_train(window, lr)
                     self.save("last.pt")
-                    LOG.info("max_steps=%d reached at epoch %d iteration %d", cfg.max_steps, p.epoch, p.step)
                     return True
                 if cfg.save_every and p.step % cfg.save_every == 0 and not last_of_epoch:
                     self.save("last.pt")
