@@ -206,13 +206,45 @@ def build_augment_config(overrides: dict[str, Any], voxel_size: float | None = N
         raise ConfigError(f"config section 'dataset.augment_cfg': {exc}") from None
 
 
+def _scene_files(name: str, root: Path, split: str) -> tuple[Callable[[Path], Scene], list[Path]]:
+    """The loader function and the sorted scene files of one split of a real dataset."""
+    if name == "scannet":
+        from sphmask_core.data.scannet import list_scannet_split, load_scannet_pth
+
+        return load_scannet_pth, list_scannet_split(root, split)
+    if name == "stpls3d":
+        from sphmask_core.data.stpls3d import list_stpls3d_blocks, load_stpls3d_block
+
+        return load_stpls3d_block, list_stpls3d_blocks(root, split)
+    if name == "s3dis":
+        from sphmask_core.data.s3dis import list_preprocessed_rooms, list_rooms, load_s3dis_room
+
+        # preprocessed rooms in root/preprocess (ISBNet layout) or root itself, else raw Area_k folders
+        for folder in (root / "preprocess", root):
+            if folder.is_dir() and any(folder.glob("Area_*_inst_nostuff.pth")):
+                return load_s3dis_room, list_preprocessed_rooms(folder, split)
+        return load_s3dis_room, list_rooms(root, split)
+    raise ConfigError(f"config key 'dataset.name': no loader for {name!r}")
+
+
+def _load_file(loader: Callable[[Path], Scene], files: list[Path], i: int) -> Scene:
+    return loader(files[i])
+
+
 def _real_loader(cfg: DatasetConfig, split: str) -> tuple[Callable[[int], Scene], int]:
+    from sphmask_core.data.errors import DatasetError
+
     root = Path(cfg.root).expanduser()
     if not root.is_dir():
         raise DatasetNotFoundError(f"dataset folder not found: {root} (dataset.root for {cfg.name})")
-    from training import real_data
-
-    return real_data.scene_loader(cfg.name, root, split)
+    try:
+        loader, files = _scene_files(cfg.name, root, split)
+    except DatasetError as exc:
+        raise DatasetNotFoundError(f"{cfg.name} split '{split}': {exc}") from None
+    except ValueError as exc:  # e.g. an S3DIS area list that does not parse
+        raise ConfigError(f"{cfg.name} split '{split}': {exc}") from None
+    # a partial of module-level functions pickles, so DataLoader workers can use it
+    return functools.partial(_load_file, loader, files), len(files)
 
 
 def build_dataset(cfg: DatasetConfig, train: bool, seed: int = 0, voxel_size: float | None = None) -> SceneDataset:

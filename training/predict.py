@@ -341,12 +341,14 @@ def _synthetic_scenes(seeds: list[int], generator: dict[str, Any], max_scenes: i
 def main(argv: list[str] | None = None) -> int:
     from sphmask_core.checkpoint import CheckpointError
     from sphmask_core.evaluation.formats import FormatError
+    from sphmask_core.data.errors import DatasetError
+    from training.config import ConfigError
     from training.datasets import DatasetNotFoundError
 
     args = parse_args(argv)
     try:
         run(args)
-    except (CheckpointError, DatasetNotFoundError, InputError, FormatError) as exc:
+    except (CheckpointError, DatasetNotFoundError, DatasetError, ConfigError, InputError, FormatError) as exc:
         print(f"sphmask-predict: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -789,10 +789,12 @@ def run(args: argparse.Namespace, model_factory: Callable | None = None) -> Prog
 def main(argv: list[str] | None = None) -> int:
     from sphmask_core.checkpoint import CheckpointError
 
+    from sphmask_core.data.errors import DatasetError
+
     args = parse_args(argv)
     try:
         run(args)
-    except (ConfigError, DatasetNotFoundError, CheckpointError) as exc:
+    except (ConfigError, DatasetNotFoundError, DatasetError, CheckpointError) as exc:
         print(f"sphmask-train: error: {exc}", file=sys.stderr)
         return 2
     except DivergedError as exc:

@@ -146,3 +146,34 @@ def test_resume_with_another_model_config_exits_2(tmp_path: Path, monkeypatch: p
     # a fresh run must not silently reuse a run directory
     assert _train(tmp_path, cfg, *TINY, "run_name=r", "dataset.augment=false") == 2
     assert "--resume" in capsys.readouterr().err
+
+
+def test_real_dataset_splits(tmp_path: Path) -> None:
+    """The training datasets over ScanNet / STPLS3D / S3DIS files written in their real layouts."""
+    from sphmask_core.data.scannet import save_pth_arrays
+    from training.config import DatasetConfig
+    from training.datasets import DatasetNotFoundError, build_dataset
+
+    rng = np.random.default_rng(0)
+    n = 50
+    xyz = rng.uniform(0, 2, (n, 3)).astype(np.float64)
+    rgb = rng.uniform(-1, 1, (n, 3))
+    sem = np.where(np.arange(n) < 25, 1.0, 4.0)  # floor, then one chair
+    inst = np.where(np.arange(n) < 25, -100.0, 0.0)
+    for split in ("train", "val"):
+        save_pth_arrays(tmp_path / "scannet" / split / f"scene000{split == 'val'}_00_inst_nostuff.pth", (xyz, rgb, sem, inst))
+        save_pth_arrays(tmp_path / "stpls3d" / split / f"5_points_GTv3_0_{split}_inst_nostuff.pth",
+                        (xyz.astype(np.float32), rgb.astype(np.float32), sem - 1.0, inst))
+    save_pth_arrays(tmp_path / "s3dis" / "preprocess" / "Area_5_office_1_inst_nostuff.pth",
+                    (xyz.astype(np.float32), rng.uniform(0, 255, (n, 3)).astype(np.float32),
+                     np.full(n, 8, np.int32), np.zeros(n, np.int32)))
+    for name, split in (("scannet", "val"), ("stpls3d", "val"), ("s3dis", "Area_5")):
+        cfg = DatasetConfig(name=name, root=str(tmp_path / name), val_split=split, train_split=split)
+        val = build_dataset(cfg, train=False)
+        assert len(val) == 1 and len(val[0].xyz) == n
+        train_set = build_dataset(DatasetConfig(name=name, root=str(tmp_path / name), train_split=split,
+                                                augment=False, subsample=0.5, repeat=3), train=True)
+        assert len(train_set) == 3
+        assert len(train_set[(0, 2)].scene.xyz) == 25
+    with pytest.raises(DatasetNotFoundError, match="split"):
+        build_dataset(DatasetConfig(name="scannet", root=str(tmp_path / "scannet"), val_split="test"), train=False)
