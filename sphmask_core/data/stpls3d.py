@@ -143,10 +143,11 @@ def grid_blocks(xy: np.ndarray, size: float, stride: float) -> list[np.ndarray]:
     nx, ny = (max(1, int(np.ceil((t - size) / stride)) + 1) for t in top)
     blocks = []
     for i in range(nx):
-        in_x = (xy[:, 0] >= i * stride) & (xy[:, 0] <= i * stride + size)
+        # test y only on the column's points: O(N * (nx + ny)) instead of O(N * nx * ny)
+        col = np.nonzero((xy[:, 0] >= i * stride) & (xy[:, 0] <= i * stride + size))[0]  # (Nc,)
+        y = xy[col, 1]
         for j in range(ny):
-            in_y = (xy[:, 1] >= j * stride) & (xy[:, 1] <= j * stride + size)
-            blocks.append(np.nonzero(in_x & in_y)[0])
+            blocks.append(col[(y >= j * stride) & (y <= j * stride + size)])
     return blocks
 
 
