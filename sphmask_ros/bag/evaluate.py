@@ -37,7 +37,7 @@ from sphmask_core.evaluation.scannet_eval import (
     pred_instances_from_masks,
 )
 from sphmask_ros.bag.reader import BagError, BagMessage, BagReader, to_rclpy
-from sphmask_ros.bag.writer import BagWriter, make_qos, prepare_output
+from sphmask_ros.bag.writer import BagWriter, make_output_dir, make_qos
 from sphmask_ros.params import PARAMS, NodeParams, validate
 from sphmask_ros.pipeline import FrameSkipped, Pipeline, decode_frame, preprocess_config
 from sphmask_ros.pointcloud2 import CloudError
@@ -320,7 +320,7 @@ def evaluate_bag(cfg: EvalConfig, segmenter: Any = None, model_name: str = "",
     params = load_node_params(cfg.params_file)
     bag = BagReader(cfg.bag, warn=lambda w: log(f"warning: {w}"))
     info = bag.require_topic(cfg.topic, POINTCLOUD2)
-    out_dir = prepare_output(cfg.output_dir(), cfg.overwrite)
+    out_dir = make_output_dir(cfg.output_dir(), cfg.overwrite)
     if segmenter is None:
         segmenter, model_name = _load_segmenter(cfg, params)
     pose_source = PoseSource(params, external=TransformCache() if params.pose_source == "tf"

@@ -22,11 +22,15 @@ __all__ = [
     "STORAGES",
     "BagWriter",
     "prepare_output",
+    "make_output_dir",
+    "OUTPUT_MARKER",
     "make_qos",
     "rclpy_qos",
 ]
 
 STORAGES = ("mcap", "sqlite3")
+# Written into every output folder we create (eval, demo), so --overwrite knows it may delete it.
+OUTPUT_MARKER = ".sphmask-output"
 
 
 def _looks_like_bag_or_output(path: Path) -> bool:
@@ -35,7 +39,15 @@ def _looks_like_bag_or_output(path: Path) -> bool:
     if not path.is_dir():
         return path.suffix in (".mcap", ".db3")
     return (not any(path.iterdir()) or (path / "metadata.yaml").is_file()
-            or (path / "report.json").is_file())
+            or (path / OUTPUT_MARKER).is_file())
+
+
+def make_output_dir(path: str | Path, overwrite: bool) -> Path:
+    """A fresh output folder (see `prepare_output`), marked as ours."""
+    path = prepare_output(path, overwrite)
+    path.mkdir(parents=True)
+    (path / OUTPUT_MARKER).write_text("created by sphmask; --overwrite may delete this folder\n")
+    return path
 
 
 def prepare_output(path: str | Path, overwrite: bool) -> Path:
