@@ -284,7 +284,7 @@ def _read_ascii_element(element: PlyElement, lines: list[str], start: int, path:
 # ----------------------------------------------------------------------------------- public
 
 
-def _faces_array(face: np.ndarray, path: Path) -> np.ndarray | None:
+def _faces_array(face: np.ndarray) -> np.ndarray | None:
     name = next((n for n in _FACE_LISTS if n in (face.dtype.names or ())), None)
     if name is None:
         return None
@@ -321,7 +321,7 @@ def read_ply(path: str | Path) -> dict[str, np.ndarray]:
         for element in header.elements:
             out[element.name], offset = _read_binary_element(element, buf, offset, order, path)
     if "face" in out:
-        faces = _faces_array(out["face"], path)
+        faces = _faces_array(out["face"])
         if faces is not None:
             n_vert = len(out["vertex"])
             if faces.size and (faces.min() < 0 or faces.max() >= n_vert):

@@ -351,7 +351,7 @@ def scene_name_of_pth(path: str | Path) -> str:
     return name[: -len(PTH_SUFFIX)] if name.endswith(PTH_SUFFIX) else Path(path).stem
 
 
-def load_scannet_pth(path: str | Path, superpoint_dir: str | Path | None | str = "auto") -> Scene:
+def load_scannet_pth(path: str | Path, superpoint_dir: str | Path | None = "auto") -> Scene:
     """Scene of a preprocessed `<scene>_inst_nostuff.pth`.
 
     Superpoints come from `<superpoint_dir>/<scene>.pth`; "auto" looks in the `superpoints`

@@ -2,7 +2,7 @@
 
 Scene (relative to an offset of (1000, 500, 20), which the cutter removes):
   block 0 (x in [0, 50]):    ground (0,0,0) (10,10,0); building inst 7 at z 8 and 10; vehicle inst 3
-  block 1 (x in [50, 100]):  two ground points -> dropped (min_points 3)
+  block 1 (x in [50, 100]):  two ground points -> dropped (min_points 2: more than 2 needed)
   block 2 (x in [100, 150]): ground, vehicle inst 12 (2 points), bike inst 4; z range 1 -> dummy point
 """
 
@@ -35,7 +35,7 @@ REL = np.array(
 RGB = np.arange(33).reshape(11, 3) * 7.0
 SEM = np.array([0, 0, 1, 1, 5, 0, 0, 0, 5, 5, 9])
 INST = np.array([0, 0, 7, 7, 3, 0, 0, 0, 12, 12, 4])
-CFG = BlockConfig(min_points=3, min_instances=0, instance_margin=-100)
+CFG = BlockConfig(min_points=2, min_instances=0, instance_margin=-100)  # block 1 has exactly 2
 
 
 def write_scene(raw, name="1_points_GTv3.txt", sep=",", header=False):
