@@ -166,3 +166,22 @@ def test_bad_arguments_are_refused(launch_file):
         _run(launch_file, use_rviz="maybe")
     with pytest.raises(ValueError, match="from:=to"):
         _run(launch_file, remappings="nonsense")
+
+
+def test_rviz_config_shows_the_node_outputs():
+    rviz = yaml.safe_load((ROOT / "config" / "sphmask.rviz").read_text())
+    manager = rviz["Visualization Manager"]
+    displays = {d["Class"]: [] for d in manager["Displays"]}
+    for d in manager["Displays"]:
+        displays[d["Class"]].append(d)
+    clouds = displays["rviz_default_plugins/PointCloud2"]
+    assert {c["Topic"]["Value"] for c in clouds} == {"/sphmask/labelled_cloud"}
+    assert {c["Color Transformer"] for c in clouds} == {"RGB8", "Intensity"}
+    assert [c.get("Channel Name") for c in clouds if c["Color Transformer"] == "Intensity"] == ["instance_id"]
+    (markers,) = displays["rviz_default_plugins/MarkerArray"]
+    assert markers["Topic"]["Value"] == "/sphmask/markers"
+    assert set(markers["Namespaces"]) == {"bbox", "sphere", "label"}
+    # reliable subscriptions match the node's reliable publishers
+    assert all(d["Topic"]["Reliability Policy"] == "Reliable" for d in clouds + [markers])
+    # the synthetic demo clouds are in "sensor"; the node's default fixed_frame "" keeps that frame
+    assert manager["Global Options"]["Fixed Frame"] == "sensor"
