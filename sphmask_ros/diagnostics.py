@@ -24,6 +24,7 @@ COUNTERS = (
     "no_transform",      # clouds skipped for want of a pose
     "capped",            # clouds cut down to max_points
     "model_errors",      # frames dropped because inference raised
+    "qos_incompatible",  # QoS-incompatibility events on inputs or outputs
 )
 
 

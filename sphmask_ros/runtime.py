@@ -134,6 +134,7 @@ class NodeRuntime:
         log = self.node.get_logger()
 
         def incompatible(info: Any) -> None:
+            self.stats.count("qos_incompatible")
             log.warning(f"a subscriber of '{topic}' requests an incompatible QoS "
                         f"(policy id {info.last_policy_kind}); it receives nothing",
                         throttle_duration_sec=THROTTLE_S)
@@ -178,6 +179,7 @@ class NodeRuntime:
 
         def incompatible(topic: str) -> Callable[[Any], None]:
             def cb(info: Any) -> None:
+                self.stats.count("qos_incompatible")
                 log.warning(f"publisher of '{topic}' offers a QoS incompatible with this node's "
                             f"input QoS ({self.params.qos_input_reliability}, policy id "
                             f"{info.last_policy_kind}); no clouds arrive",

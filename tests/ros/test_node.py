@@ -528,6 +528,19 @@ def test_parameter_updates_apply_and_invalid_ones_are_refused(graph):
                              Parameter("crop.max", value=[1e4] * 3)])
 
 
+def test_qos_incompatibility_is_reported(graph):
+    """A subscriber asking for transient-local instances cannot match the volatile publisher."""
+    stats = graph.node.runtime.stats
+    before = stats.snapshot(0).counters["qos_incompatible"]
+    qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    sub = graph.probe.node.create_subscription(InstanceArray, "sphmask/instances", lambda m: None, qos)
+    try:
+        assert graph.spin_until(lambda: stats.snapshot(0).counters["qos_incompatible"] > before, 10.0)
+    finally:
+        graph.probe.node.destroy_subscription(sub)
+
+
 def test_diagnostics_report_counters_and_latency(graph):
     xyz, rgb = scene_points(seed=8)
     graph.send(cloud_msg(xyz, rgb, graph.probe.stamp()))
