@@ -212,7 +212,7 @@ def scene_points(n: int = 600, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 def cloud_msg(xyz, rgb=None, stamp=None, frame="lidar") -> PointCloud2:
     cols = {"xyz": xyz} if rgb is None else {"xyz": xyz, "rgb": rgb}
-    header = __import__("std_msgs.msg", fromlist=["Header"]).Header(frame_id=frame)
+    header = Header(frame_id=frame)
     if stamp is not None:
         header.stamp = stamp
     return encode_cloud(header, cols)
@@ -306,10 +306,6 @@ def graph(context, checkpoint):
     g.close()
 
 
-def _decode(cloud: PointCloud2):
-    return decode_cloud(cloud)
-
-
 def test_class_map_latched_with_checkpoint_names(graph, checkpoint):
     assert graph.spin_until(lambda: graph.probe.got["class_map"], 10.0)
     cmap = graph.probe.got["class_map"][-1]
@@ -341,7 +337,7 @@ def test_cloud_in_results_out_with_input_stamp_and_frame(graph):
     assert graph.spin_until(lambda: any(c.header.stamp == stamp for c in graph.probe.got["cloud"]))
     cloud = [c for c in graph.probe.got["cloud"] if c.header.stamp == stamp][-1]
     assert cloud.header.frame_id == "lidar_front"
-    dec = _decode(cloud)
+    dec = decode_cloud(cloud)
     np.testing.assert_allclose(dec.xyz, xyz, atol=1e-6)
     np.testing.assert_allclose(dec.rgb, rgb, atol=1 / 127.5)
     ids = dec.extras["instance_id"]
@@ -492,7 +488,6 @@ def test_burst_is_bounded_newest_processed_and_drops_counted(graph):
     assert dropped >= 5 and processed <= 7
     out = [m.header.stamp for m in graph.probe.got["instances"] if m.header.stamp in stamps]
     assert out[-1] == stamps[-1] and len(out) == processed
-    timing = [t for t in graph.probe.got["timing"] if t.header.stamp == stamps[-1]]
     assert graph.spin_until(lambda: [t for t in graph.probe.got["timing"] if t.header.stamp == stamps[-1]])
     timing = [t for t in graph.probe.got["timing"] if t.header.stamp == stamps[-1]][-1]
     assert timing.dropped_frames == runtime.slot.dropped
@@ -703,6 +698,16 @@ def test_main_unreadable_checkpoint_exits_1_with_one_line(tmp_path, capsys):
     assert not rclpy.ok()  # the default context was shut down again
 
 
+def test_lifecycle_main_autostart_failure_exits_1(tmp_path, capsys):
+    from sphmask_ros.lifecycle_node import main
+
+    bad = tmp_path / "missing.pt"
+    assert main(["sphmask-lifecycle-node", "--ros-args", "-p", f"checkpoint:={bad}",
+                 "-r", "__ns:=/t_life_main"]) == 1
+    assert "configure failed" in capsys.readouterr().err
+    assert not rclpy.ok()
+
+
 def test_main_runs_params_file_and_stops_cleanly_on_sigint(checkpoint, tmp_path):
     import signal
 
@@ -733,9 +738,9 @@ def test_main_runs_params_file_and_stops_cleanly_on_sigint(checkpoint, tmp_path)
 # ------------------------------------------------------------------ the shipped model
 
 def test_shipped_model_finds_synthetic_instances():
-    from sphmask_core.pretrained import DEFAULT_CHECKPOINT_NAME
+    import sphmask_core.pretrained as pretrained
 
-    path = Path(__import__("sphmask_core.pretrained", fromlist=["x"]).__file__).parent / DEFAULT_CHECKPOINT_NAME
+    path = Path(pretrained.__file__).parent / pretrained.DEFAULT_CHECKPOINT_NAME
     if not path.is_file():
         pytest.skip(f"the shipped checkpoint {path} does not exist yet (the lead trains it)")
     from sphmask_core.data.scene import SYNTHETIC_LABELS
@@ -754,8 +759,7 @@ def test_shipped_model_finds_synthetic_instances():
     for seed in (9001, 9002):
         _, frames = generate_frames(seed, n_frames=2)
         frame = frames[0]
-        msg = encode_cloud(__import__("std_msgs.msg", fromlist=["Header"]).Header(frame_id="sensor"),
-                           {"xyz": frame.xyz, "rgb": frame.rgb})
+        msg = encode_cloud(Header(frame_id="sensor"), {"xyz": frame.xyz, "rgb": frame.rgb})
         result = pipeline.process(decode_frame(msg, "points", 0))
         inst = result.instances
         assert inst.n_points == frame.xyz.shape[0]  # the output cloud is the input cloud
