@@ -767,3 +767,19 @@ def test_shipped_model_finds_synthetic_instances():
         preds.append(pred_instances_from_masks(inst.masks, inst.class_ids, inst.scores, inst.n_points))
     metrics = evaluate_scannet(gts, preds, names, list(range(1, len(names) + 1)))
     assert metrics["AP50"] > 0.5, metrics
+
+
+def test_class_names_override_and_device_errors(checkpoint):
+    from sphmask_ros.params import NodeParams
+    from sphmask_ros.pipeline import Pipeline
+
+    names = [f"thing{i}" for i in range(10)]
+    pipeline = Pipeline.from_params(NodeParams(checkpoint=str(checkpoint), device="cpu",
+                                               class_names=tuple(names)), warmup=False)
+    assert pipeline.class_names == names and pipeline.model_name == "random_small"
+    with pytest.raises(ValueError, match="class_names has 2 names but the model has 10"):
+        Pipeline.from_params(NodeParams(checkpoint=str(checkpoint), device="cpu",
+                                        class_names=("a", "b")), warmup=False)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            Pipeline.from_params(NodeParams(checkpoint=str(checkpoint), device="cuda"), warmup=False)
