@@ -119,6 +119,9 @@ class TestConfig:
         filter_bg_thresh: a unit is "object" if any instance-class probability reaches this (0.1).
         superpoint_refinement: after devoxelization, a superpoint joins a mask iff >= 50% of its
             points are in it (only when superpoints are given).
+        object_units_only: without superpoints, only voxels passing the foreground filter are
+            mask units at test time (training supervises z on object voxels only, SPEC 1.3, so z
+            is meaningless on the others); False = every voxel, as in the reference code.
         rotate: rotate every test cloud by `rotation_angle` about z before inference (the
             released ScanNet checkpoint's 0.35 pi trick); off for synthetic and sensor data.
         rotation_angle: radians.
@@ -131,6 +134,7 @@ class TestConfig:
     min_points: int = 100
     filter_bg_thresh: float = 0.1
     superpoint_refinement: bool = True
+    object_units_only: bool = True
     rotate: bool = False
     rotation_angle: float = 0.35 * math.pi
 

@@ -139,7 +139,11 @@ def postprocess(
     q_idx = flat_idx // n_cls
     c_idx = flat_idx % n_cls
 
-    voxel_masks = pred.unit_masks[q_idx][:, pred.voxel_to_unit]  # (T, V)
+    # voxels in no unit read an all-False extra column
+    n_units = pred.unit_masks.shape[1]
+    unit_masks = torch.nn.functional.pad(pred.unit_masks[q_idx], (0, 1))  # (T, U + 1)
+    v2u = torch.where(pred.voxel_to_unit >= 0, pred.voxel_to_unit, n_units)
+    voxel_masks = unit_masks[:, v2u]  # (T, V)
     big = voxel_masks.sum(dim=1) >= test_cfg.npoint_thresh
     if not bool(big.any()):
         return empty

@@ -45,7 +45,7 @@ class ScenePrediction:
     """Raw test-time outputs of one scene (tensors on the model's device).
 
     point_to_voxel: (N_s,) voxel (local to the scene) of every point
-    voxel_to_unit:  (V_s,) unit (local) of every voxel
+    voxel_to_unit:  (V_s,) unit (local) of every voxel, -1 = in no unit (never in a mask)
     unit_xyz:       (U_s, 3) mean position of each unit
     unit_masks:     (K, U_s) bool, spherical mask assembly (SPEC 2.4)
     class_probs:    (K, C + 1) softmax, last column = no object
@@ -175,6 +175,10 @@ class SphericalMask(nn.Module):
             object_voxel = self._object_filter(pw["semantic"], torch.arange(v, device=vox.xyz.device), v)
             if train:
                 unit = self._subsample_object_voxels(object_voxel, vox.batch, b)
+            elif self.cfg.test.object_units_only:
+                # z is only ever supervised on object voxels, so only they may join a mask
+                unit = torch.full((v,), -1, dtype=torch.long, device=vox.xyz.device)
+                unit[object_voxel] = torch.arange(int(object_voxel.sum()), device=vox.xyz.device)
             else:
                 unit = torch.arange(v, device=vox.xyz.device)
             n_units = int(unit.max()) + 1 if unit.numel() and int(unit.max()) >= 0 else 0
