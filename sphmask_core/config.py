@@ -23,6 +23,7 @@ from sphmask_core.data.scene import S3DIS_LABELS, SCANNET_LABELS, STPLS3D_LABELS
 from sphmask_core.losses.criterion import LossConfig
 from sphmask_core.model.backbone import BackboneConfig
 
+VOXEL_UNITS = ("all", "object")
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 # Named label sets usable in YAML as `labels: synthetic` instead of spelling out every class.
@@ -119,13 +120,12 @@ class TestConfig:
         filter_bg_thresh: a unit is "object" if any instance-class probability reaches this (0.1).
         superpoint_refinement: after devoxelization, a superpoint joins a mask iff >= 50% of its
             points are in it (only when superpoints are given).
-        object_units_only: without superpoints, only voxels passing the foreground filter are
-            mask units at test time (training supervises z on object voxels only, SPEC 1.3, so z
-            is meaningless on the others); False = every voxel, as in the reference code.
         rotate: rotate every test cloud by `rotation_angle` about z before inference (the
             released ScanNet checkpoint's 0.35 pi trick); off for synthetic and sensor data.
         rotation_angle: radians.
     """
+
+    __test__ = False  # keeps pytest from collecting this class as a test suite
 
     topk_candidates: int = 90
     nms_sigma: float = 2.0
@@ -134,7 +134,6 @@ class TestConfig:
     min_points: int = 100
     filter_bg_thresh: float = 0.1
     superpoint_refinement: bool = True
-    object_units_only: bool = True
     rotate: bool = False
     rotation_angle: float = 0.35 * math.pi
 
@@ -158,7 +157,13 @@ class ModelConfig:
             (synthetic / scannet / s3dis / stpls3d) or a mapping {semantic_names, label_shift}.
         use_superpoints: pool voxels into superpoints when the input has them; otherwise (and
             always when False) the mask units are voxels.
-        max_units_train: without superpoints, object voxels randomly kept per scene in training
+        voxel_units: which voxels are mask units when there are no superpoints.
+            "object": only voxels passing the foreground filter (SPEC 1.3, the reference's
+            STPLS3D training); "all": every voxel, as superpoints cover the whole scene, so z also
+            learns to reject background and to take object voxels the filter missed (slower to
+            train: more units, more imbalance). The same set is used in training (randomly
+            capped) and at test (all of them): z means nothing on voxels never supervised.
+        max_units_train: without superpoints, unit voxels randomly kept per scene in training
             (SPEC 1.3: 15000).
         backbone: sparse U-Net (`BackboneConfig`); its `in_channels` (6 = rgb + xyz features,
             3 = xyz only for colour-free input) and `voxel_size` (metres, ScanNet 0.02) are the
@@ -172,6 +177,7 @@ class ModelConfig:
     name: str = "custom"
     labels: LabelSpec = SYNTHETIC_LABELS
     use_superpoints: bool = True
+    voxel_units: str = "object"
     max_units_train: int = 15000
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     aggregator: AggregatorConfig = field(default_factory=AggregatorConfig)
@@ -185,6 +191,8 @@ class ModelConfig:
                 f"backbone.in_channels must be 6 (rgb + xyz) or 3 (xyz only), got {self.backbone.in_channels}"
             )
         _positive(self, ("max_units_train",))
+        if self.voxel_units not in VOXEL_UNITS:
+            raise ValueError(f"voxel_units must be one of {VOXEL_UNITS}, got {self.voxel_units!r}")
         # the box L1 losses scale by voxels-per-metre; a stale value silently reweights them
         if abs(self.loss.voxel_scale * self.backbone.voxel_size - 1.0) > 1e-6:
             raise ValueError(

@@ -173,14 +173,13 @@ class SphericalMask(nn.Module):
             object_voxel = self._object_filter(pw["semantic"], unit, n_units)[unit]  # (V,)
         else:
             object_voxel = self._object_filter(pw["semantic"], torch.arange(v, device=vox.xyz.device), v)
+            # the voxels z is supervised on in training are the ones that may join a mask at test
+            candidates = object_voxel if self.cfg.voxel_units == "object" else torch.ones_like(object_voxel)
             if train:
-                unit = self._subsample_object_voxels(object_voxel, vox.batch, b)
-            elif self.cfg.test.object_units_only:
-                # z is only ever supervised on object voxels, so only they may join a mask
-                unit = torch.full((v,), -1, dtype=torch.long, device=vox.xyz.device)
-                unit[object_voxel] = torch.arange(int(object_voxel.sum()), device=vox.xyz.device)
+                unit = self._subsample_voxels(candidates, vox.batch, b)
             else:
-                unit = torch.arange(v, device=vox.xyz.device)
+                unit = torch.full((v,), -1, dtype=torch.long, device=vox.xyz.device)
+                unit[candidates] = torch.arange(int(candidates.sum()), device=vox.xyz.device)
             n_units = int(unit.max()) + 1 if unit.numel() and int(unit.max()) >= 0 else 0
         in_unit = unit >= 0
         idx = unit[in_unit]
@@ -196,11 +195,11 @@ class SphericalMask(nn.Module):
             object_voxel=object_voxel,
         )
 
-    def _subsample_object_voxels(self, object_voxel: Tensor, voxel_batch: Tensor, b: int) -> Tensor:
-        """Unit id per voxel (-1 = none): up to max_units_train random object voxels per scene."""
-        dev = object_voxel.device
+    def _subsample_voxels(self, candidates: Tensor, voxel_batch: Tensor, b: int) -> Tensor:
+        """Unit id per voxel (-1 = none): up to max_units_train random candidate voxels per scene."""
+        dev = candidates.device
         cap = self.cfg.max_units_train
-        obj = torch.nonzero(object_voxel, as_tuple=True)[0]  # (O,) ascending, grouped by scene
+        obj = torch.nonzero(candidates, as_tuple=True)[0]  # (O,) ascending, grouped by scene
         ob = voxel_batch[obj]
         # a random rank within each scene: sort by (scene, random key)
         key = ob.double() * 2.0 + torch.rand(obj.numel(), device=dev, dtype=torch.float64)
