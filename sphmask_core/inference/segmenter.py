@@ -286,6 +286,7 @@ class Segmenter:
         if tcfg.rotate:
             c, s = math.cos(-tcfg.rotation_angle), math.sin(-tcfg.rotation_angle)
             back = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]], dtype=np.float32)
+        self.model.eval()  # the wrapped model may be shared with a trainer that set train mode
         with torch.inference_mode():
             batch = self._batch(model_xyz, rgb_a, sp_a)
             pred = self.model.forward_test(batch)[0]
