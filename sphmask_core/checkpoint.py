@@ -133,6 +133,12 @@ def build_model_from_checkpoint(
         model = SphericalMask(cfg)
     except (ValueError, TypeError) as e:
         raise CheckpointError(f"checkpoint {path} describes a model that cannot be built: {e}") from e
+    names = ckpt["class_names"]
+    if not isinstance(names, list) or len(names) != cfg.n_classes:
+        raise CheckpointError(
+            f"checkpoint {path} lists {len(names) if isinstance(names, list) else names!r} class names "
+            f"but its model configuration has {cfg.n_classes} instance classes"
+        )
     load_model_weights(model, ckpt["model"], path)
     model.eval()
     meta = {k: v for k, v in ckpt.items() if k != "model"}

@@ -158,3 +158,13 @@ def test_incomplete_checkpoint(saved, tmp_path) -> None:
     torch.save(ckpt, bad)
     with pytest.raises(CheckpointError, match="incomplete"):
         load_checkpoint(bad)
+
+
+def test_class_names_not_matching_config(saved, tmp_path) -> None:
+    path, _, _ = saved
+    ckpt = torch.load(path, weights_only=True)
+    ckpt["class_names"] = ckpt["class_names"][:3]
+    bad = tmp_path / "names.pt"
+    torch.save(ckpt, bad)
+    with pytest.raises(CheckpointError, match="class names"):
+        build_model_from_checkpoint(bad)

@@ -208,3 +208,18 @@ def test_instances_validation() -> None:
             centers=np.zeros((1, 3), np.float32), rays=np.zeros((1, 25), np.float32), n_theta=5, n_phi=5,
             boxes=np.zeros((1, 6), np.float32),
         )
+
+
+def test_default_checkpoint(scene) -> None:
+    from sphmask_core.pretrained import default_checkpoint_path
+
+    try:
+        path = default_checkpoint_path()
+    except FileNotFoundError as e:
+        assert "sphmask_small_synthetic.pt" in str(e)
+        with pytest.raises(CheckpointError, match="not installed"):
+            Segmenter.from_checkpoint(None, device="cpu")
+        return
+    seg = Segmenter.from_checkpoint(None, device="cpu")
+    assert path.name == "sphmask_small_synthetic.pt"
+    _check_consistent(seg(scene.xyz, scene.rgb), scene.xyz)
