@@ -24,6 +24,7 @@ from sphmask_core.losses.criterion import LossConfig
 from sphmask_core.model.backbone import BackboneConfig
 
 VOXEL_UNITS = ("all", "object")
+XYZ_FEATURES = ("raw", "floor")
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 # Named label sets usable in YAML as `labels: synthetic` instead of spelling out every class.
@@ -165,6 +166,10 @@ class ModelConfig:
             capped) and at test (all of them): z means nothing on voxels never supervised.
         max_units_train: without superpoints, unit voxels randomly kept per scene in training
             (SPEC 1.3: 15000).
+        xyz_feature: how point positions enter as input features. "raw": as given (SPEC 1.1;
+            ScanNet files are already mean-centred). "floor": per scene, minus the mean x and y
+            and minus the lowest z, so a room in its own frame and a gravity-aligned sensor cloud
+            (floor at z = -sensor height) give the same features: what a robot's clouds need.
         backbone: sparse U-Net (`BackboneConfig`); its `in_channels` (6 = rgb + xyz features,
             3 = xyz only for colour-free input) and `voxel_size` (metres, ScanNet 0.02) are the
             model's (see the `in_channels` / `voxel_size` properties).
@@ -179,6 +184,7 @@ class ModelConfig:
     use_superpoints: bool = True
     voxel_units: str = "object"
     max_units_train: int = 15000
+    xyz_feature: str = "raw"
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     aggregator: AggregatorConfig = field(default_factory=AggregatorConfig)
     heads: QueryHeadConfig = field(default_factory=QueryHeadConfig)
@@ -191,6 +197,8 @@ class ModelConfig:
                 f"backbone.in_channels must be 6 (rgb + xyz) or 3 (xyz only), got {self.backbone.in_channels}"
             )
         _positive(self, ("max_units_train",))
+        if self.xyz_feature not in XYZ_FEATURES:
+            raise ValueError(f"xyz_feature must be one of {XYZ_FEATURES}, got {self.xyz_feature!r}")
         if self.voxel_units not in VOXEL_UNITS:
             raise ValueError(f"voxel_units must be one of {VOXEL_UNITS}, got {self.voxel_units!r}")
         # the box L1 losses scale by voxels-per-metre; a stale value silently reweights them

@@ -40,6 +40,21 @@ MIN_OBJECT_VOXELS_TRAIN = 100
 MIN_OBJECT_VOXELS_SCENE = 2
 
 
+def floor_relative_xyz(xyz: Tensor, offsets: Tensor) -> Tensor:
+    """(N, 3) positions minus each scene's (mean x, mean y, lowest z).
+
+    Makes the xyz input features independent of where the frame's origin is: a room in its own
+    frame and the same room seen from a gravity-aligned sensor give the same features.
+    """
+    counts = offsets[1:] - offsets[:-1]  # (B,)
+    scene = torch.repeat_interleave(torch.arange(len(counts), device=xyz.device), counts)  # (N,)
+    ref = scatter_mean(xyz, scene, len(counts))  # (B, 3)
+    low = torch.full((len(counts),), float("inf"), dtype=xyz.dtype, device=xyz.device)
+    low = low.scatter_reduce(0, scene, xyz[:, 2], reduce="amin")  # (B,)
+    ref = torch.cat([ref[:, :2], low[:, None]], 1)  # (B, 3)
+    return xyz - ref[scene]
+
+
 @dataclass
 class ScenePrediction:
     """Raw test-time outputs of one scene (tensors on the model's device).
@@ -139,7 +154,8 @@ class SphericalMask(nn.Module):
     def _voxelize(self, batch: Batch) -> _Voxels:
         vmap = voxelize(batch.grid_xyz, batch.offsets, self.cfg.voxel_size)
         v = vmap.n_voxels
-        point_feats = torch.cat([batch.rgb, batch.xyz], 1) if self.cfg.in_channels == 6 else batch.xyz  # (N, C_in)
+        xyz_feat = floor_relative_xyz(batch.xyz, batch.offsets) if self.cfg.xyz_feature == "floor" else batch.xyz
+        point_feats = torch.cat([batch.rgb, xyz_feat], 1) if self.cfg.in_channels == 6 else xyz_feat  # (N, C_in)
         return _Voxels(
             vmap=vmap,
             xyz=voxel_mean(batch.xyz, vmap.point_to_voxel, v),
