@@ -6,10 +6,15 @@ given explicitly to every convolution layer (the CPU build of spconv only runs `
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from functools import partial
 
-import spconv.pytorch as spconv
+with warnings.catch_warnings():
+    # spconv 2.3 decorates its ops with torch.cuda.amp APIs that torch deprecates: a screenful of
+    # FutureWarnings at every start that users can do nothing about
+    warnings.simplefilter("ignore", FutureWarning)
+    import spconv.pytorch as spconv
 import torch
 from spconv.core import ConvAlgo
 from torch import nn
