@@ -278,7 +278,7 @@ class Pipeline:
         if warmup:
             # a cloud of the largest size the node feeds the model (or 20k): allocations and,
             # on the GPU, spconv's algorithm search happen here rather than on the first cloud
-            pipeline.warmup_s = segmenter.warmup(n_points=min(20_000, params.max_points))
+            pipeline.warmup_s = segmenter.warmup(n_points=min(5_000, params.max_points))
         return pipeline
 
     @property

@@ -309,7 +309,7 @@ class Segmenter:
         inst.timings = timings
         return inst
 
-    def warmup(self, n_points: int = 20000, seed: int = 0) -> float:
+    def warmup(self, n_points: int = 5000, seed: int = 0) -> float:
         """Run one inference on a random box of points (allocations, kernels); returns seconds."""
         rng = np.random.default_rng(seed)
         xyz = rng.uniform(0.0, 4.0, size=(n_points, 3)).astype(np.float32)
