@@ -20,7 +20,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +79,10 @@ class FrameResult:
     capped: bool
     n_before_cap: int
     n_model_points: int
+    # per-point extra fields of the labelled cloud (e.g. ground-truth instance_id / semantic_id
+    # of recorded synthetic clouds), aligned with xyz
+    point_extras: dict[str, np.ndarray] = field(default_factory=dict)
+    empty_reason: str = ""  # why nothing reached the model (empty cloud, cropped away)
 
 
 def select_instances(inst: Instances, keep: np.ndarray) -> Instances:
@@ -316,12 +320,12 @@ class Pipeline:
         return pre
 
     # ------------------------------------------------------------------ processing
-    def _empty(self, frame: Frame, out_frame: str, stages: dict[str, float]) -> FrameResult:
+    def _empty(self, frame: Frame, out_frame: str, stages: dict[str, float], reason: str) -> FrameResult:
         header = Header(stamp=frame.header.stamp, frame_id=out_frame)
         seg = self.segmenter
         inst = Instances.empty(0, self.class_names, seg.cfg.heads.n_theta, seg.cfg.heads.n_phi)
         return FrameResult(header, frame.stamp_ns, np.zeros((0, 3), np.float32), None, inst,
-                           stages, False, 0, 0)
+                           stages, False, 0, 0, empty_reason=reason)
 
     def process(self, frame: Frame) -> FrameResult:
         """One frame through pose, pre-processing and the model.
@@ -340,7 +344,7 @@ class Pipeline:
         if isinstance(prepared, Skipped):
             if prepared.kind == "transform":
                 raise FrameSkipped(prepared.reason)
-            return self._empty(frame, out_frame, stages)  # empty / cropped away
+            return self._empty(frame, out_frame, stages, prepared.reason)  # empty / cropped away
         assert isinstance(prepared, PreparedInput)
 
         t0 = time.perf_counter()
@@ -366,6 +370,7 @@ class Pipeline:
             capped=prepared.capped,
             n_before_cap=prepared.n_model_before_cap,
             n_model_points=int(prepared.xyz.shape[0]),
+            point_extras=prepared.point_extras,
         )
 
     def recover_from_error(self, exc: BaseException) -> None:

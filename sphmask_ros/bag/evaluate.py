@@ -39,9 +39,8 @@ from sphmask_core.evaluation.scannet_eval import (
 from sphmask_ros.bag.reader import BagError, BagMessage, BagReader, to_rclpy
 from sphmask_ros.bag.writer import BagWriter, make_output_dir, make_qos
 from sphmask_ros.params import PARAMS, NodeParams, validate
-from sphmask_ros.pipeline import FrameSkipped, Pipeline, decode_frame, preprocess_config
+from sphmask_ros.pipeline import FrameSkipped, Pipeline, decode_frame
 from sphmask_ros.pointcloud2 import CloudError
-from sphmask_ros.preprocess import PreparedInput, Preprocessor, Skipped
 
 __all__ = [
     "EvalConfig",
@@ -155,32 +154,6 @@ def gt_ids_for_model(semantic: np.ndarray, instance: np.ndarray, labels: GroundT
 
 
 # ------------------------------------------------------------------------------ pipeline
-
-
-class _RecordingPreprocessor(Preprocessor):
-    """Keeps the last PreparedInput: its per-point extras carry the ground truth."""
-
-    last: PreparedInput | Skipped | None = None
-
-    def process(self, cloud: Any, stamp_ns: int | None = None,
-                frame_id: str | None = None) -> PreparedInput | Skipped:
-        self.last = super().process(cloud, stamp_ns, frame_id)
-        return self.last
-
-
-class _EvalPipeline(Pipeline):
-    """The node's Pipeline, with preprocessors that keep the prepared input of each frame."""
-
-    def _preprocessor(self, topic: str) -> Preprocessor:
-        pre = self._preprocessors.get(topic)
-        if pre is None:
-            pre = _RecordingPreprocessor(preprocess_config(self.params), transforms=self.poses)
-            self._preprocessors[topic] = pre
-        return pre
-
-    def prepared(self, topic: str) -> PreparedInput | Skipped | None:
-        pre = self._preprocessors.get(topic)
-        return pre.last if isinstance(pre, _RecordingPreprocessor) else None
 
 
 # ------------------------------------------------------------------------------ driver
@@ -325,7 +298,7 @@ def evaluate_bag(cfg: EvalConfig, segmenter: Any = None, model_name: str = "",
         segmenter, model_name = _load_segmenter(cfg, params)
     pose_source = PoseSource(params, external=TransformCache() if params.pose_source == "tf"
                              and params.fixed_frame else None)
-    pipeline = _EvalPipeline(segmenter, params, model_name or "model", pose_source=pose_source)
+    pipeline = Pipeline(segmenter, params, model_name or "model", pose_source=pose_source)
     feed = _PoseFeed(params, pipeline, bag)
     if cfg.warmup and hasattr(segmenter, "warmup"):
         pipeline.warmup_s = segmenter.warmup()
@@ -392,12 +365,11 @@ def evaluate_bag(cfg: EvalConfig, segmenter: Any = None, model_name: str = "",
                                    "points": int(inst.n_points), "model_points": result.n_model_points,
                                    "instances": len(inst), "latency_ms": latency_ms,
                                    "stages_ms": {s: v * 1e3 for s, v in result.stages_s.items()}}
-            prepared = pipeline.prepared(cfg.topic)
-            if isinstance(prepared, Skipped):
-                row["empty"] = prepared.reason
-            extras = prepared.point_extras if isinstance(prepared, PreparedInput) else {}
+            if result.empty_reason:
+                row["empty"] = result.empty_reason
+            extras = result.point_extras
             frame_gt = "instance_id" in extras and "semantic_id" in extras
-            if isinstance(prepared, PreparedInput):
+            if not result.empty_reason:
                 has_gt = frame_gt if has_gt is None else (has_gt and frame_gt)
             if frame_gt and inst.n_points == extras["instance_id"].shape[0]:
                 gt = gt_ids_for_model(extras["semantic_id"], extras["instance_id"], labels, class_names)
