@@ -1,8 +1,9 @@
 """`python -m training.export RUN_OR_CKPT OUT.pt`: a deployable checkpoint from a training run.
 
-Keeps the weights, the model config, the class names and a short provenance record (`metrics`:
-the run's validation history, epoch and step); drops the optimizer, scheduler and RNG state, which
-only resuming needs and which triple the file. The result loads with
+Keeps the weights, the model config, the class names, the training config (so `sphmask-predict`
+regenerates synthetic scenes with the same generator settings) and a short provenance record
+(`metrics`: the run's validation history, epoch and step); drops the optimizer, scheduler and RNG
+state, which only resuming needs and which triple the file. The result loads with
 `Segmenter.from_checkpoint(OUT.pt)` like any checkpoint.
 """
 
@@ -36,7 +37,8 @@ def export(source: Path, out: Path) -> Path:
         "validation": (meta.get("metrics") or {}).get("val", []),
     }
     label_spec = meta.get("label_spec") or LabelSpec.to_dict(cfg.labels)
-    return save_checkpoint(out, model, cfg, meta["class_names"], label_spec, metrics=provenance)
+    extra = {"train_config": meta["train_config"]} if meta.get("train_config") else {}
+    return save_checkpoint(out, model, cfg, meta["class_names"], label_spec, metrics=provenance, **extra)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,11 +22,13 @@ def test_export_drops_training_state_and_keeps_weights(tmp_path):
     run.mkdir()
     save_checkpoint(run / "last.pt", model, cfg, cfg.class_names, cfg.labels,
                     optimizer=opt.state_dict(), epoch=7, step=3,
+                    train_config={"dataset": {"name": "synthetic", "synthetic": {"density": 400.0}}},
                     metrics={"train": [], "val": [{"epoch": 6, "AP": 0.5}]})
     out = tmp_path / "deploy.pt"
     assert main([str(run), str(out)]) == 0
     slim = load_checkpoint(out)
     assert "optimizer" not in slim and slim["metrics"]["epoch"] == 7
+    assert slim["train_config"]["dataset"]["synthetic"] == {"density": 400.0}
     assert slim["metrics"]["validation"] == [{"epoch": 6, "AP": 0.5}]
     assert out.stat().st_size < (run / "last.pt").stat().st_size
     exported, _, _ = build_model_from_checkpoint(out)
