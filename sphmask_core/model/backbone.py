@@ -6,6 +6,7 @@ given explicitly to every convolution layer (the CPU build of spconv only runs `
 
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass
 from functools import partial
@@ -15,6 +16,9 @@ with warnings.catch_warnings():
     # FutureWarnings at every start that users can do nothing about
     warnings.simplefilter("ignore", FutureWarning)
     import spconv.pytorch as spconv
+# spconv's sparse tensor asks torch.fx whether it is being traced; torch answers with a one-time
+# deprecation warning on every start. Nothing here traces: keep that logger to errors.
+logging.getLogger("torch.fx._symbolic_trace").setLevel(logging.ERROR)
 import torch
 from spconv.core import ConvAlgo
 from torch import nn
