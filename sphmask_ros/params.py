@@ -65,7 +65,7 @@ PARAMS: tuple[ParamSpec, ...] = (
               "Override of the model's instance class names (same length as the model's); "
               "[''] or [] = names stored in the checkpoint.", read_only=True),
     # --- post-processing (run time)
-    ParamSpec("score_threshold", 0.1, _D,
+    ParamSpec("score_threshold", 0.4, _D,
               "Minimum final instance score (after NMS) to publish an instance.", range=(0.0, 1.0)),
     ParamSpec("nms_sigma", 2.0, _D,
               "Gaussian sigma of matrix NMS (larger = stronger decay of overlapping masks).",
@@ -261,7 +261,7 @@ class NodeParams:
     checkpoint: str = ""
     device: str = "auto"
     class_names: tuple[str, ...] = ("",)
-    score_threshold: float = 0.1
+    score_threshold: float = 0.4
     nms_sigma: float = 2.0
     nms_topk: int = 200
     min_points: int = 50

@@ -13,18 +13,20 @@ def _alive(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists()
 
 
-def test_demo_reduced_run(random_checkpoint, tmp_path, capsys):
-    # The shipped model may not exist yet: a random one exercises the plumbing (no AP check).
+def test_demo_reduced_run(tmp_path, capsys):
+    # The shipped model, as the README's command runs it, on fewer and smaller frames.
     out = tmp_path / "demo_output"
-    code = demo_main(["--frames", "2", "--points-per-frame", "3000", "--checkpoint",
-                      str(random_checkpoint), "--out", str(out), "--rate", "2.0"])
+    code = demo_main(["--frames", "3", "--points-per-frame", "6000", "--out", str(out),
+                      "--rate", "2.0"])
     printed = capsys.readouterr()
     assert code == 0, printed.err
-    assert "2 played" in printed.out and "AP50" in printed.out and "p95" in printed.out
+    assert "3 played" in printed.out and "AP50" in printed.out and "p95" in printed.out
     summary = json.loads((out / "demo_run" / "summary.json").read_text())
-    assert summary["frames_played"] == 2
-    assert summary["frames_segmented"] + summary["frames_dropped"] == 2
+    assert summary["frames_played"] == 3
+    assert summary["frames_segmented"] + summary["frames_dropped"] == 3
     assert summary["frames_segmented"] >= 1
+    # model card: AP50 0.88 on held-out rooms, 0.91 on sensor frames; a few frames vary more
+    assert summary["ap50"] is not None and summary["ap50"] > 0.6, summary
     assert summary["node_exit"] is not None and not _alive(summary["node_pid"])
     assert [p for p in os.listdir("/proc") if p.isdigit() and _child_of_us(int(p))] == []
     assert Path(summary["picture"]).is_file()

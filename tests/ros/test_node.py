@@ -287,8 +287,9 @@ class Graph:
 
 
 def make_node(context, checkpoint, ns: str, **overrides) -> SphMaskNode:
+    # the oracle segmenters' scores are spread over [0.1, 1]: publish all of them
     params = {"checkpoint": str(checkpoint), "device": "cpu", "voxel_size": 0.0,
-              "max_points": TEST_MAX_POINTS, "diagnostics_period": 0.2}
+              "max_points": TEST_MAX_POINTS, "diagnostics_period": 0.2, "score_threshold": 0.1}
     params.update(overrides)
     return SphMaskNode(namespace=ns, context=context,
                        parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
