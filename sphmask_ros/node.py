@@ -58,6 +58,16 @@ class SphMaskNode(Node):
         super().destroy_node()
 
 
+def _teardown(executor: SingleThreadedExecutor, node: SphMaskNode) -> None:
+    """Remove and destroy the node. After Ctrl-C the context may already be shut down, and rcl
+    then refuses some handle operations; that must not turn a clean stop into a crash."""
+    try:
+        executor.remove_node(node)
+        node.destroy_node()
+    except Exception as exc:  # noqa: BLE001 - report and finish the shutdown
+        print(f"sphmask-node: while shutting down: {exc}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the node until Ctrl-C; returns 1 (one error line on stderr) if it cannot start.
 
@@ -76,8 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 executor.spin()
             finally:
-                executor.remove_node(node)
-                node.destroy_node()
+                _teardown(executor, node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     return 0

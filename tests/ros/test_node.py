@@ -729,7 +729,8 @@ def test_main_runs_params_file_and_stops_cleanly_on_sigint(checkpoint, tmp_path)
                 break
         assert any("/t_sigint/points" in ln for ln in lines), "".join(lines)
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=30) == 0
+        rest, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0, "".join(lines) + rest
     finally:
         if proc.poll() is None:
             proc.kill()
