@@ -79,6 +79,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             try:
                 node = SphMaskNode()
             except Exception as exc:  # noqa: BLE001 - start-up failures: one line, exit 1
+                if not rclpy.ok():
+                    # Ctrl-C during start-up: rclpy's handler shut the context down under the
+                    # constructor (e.g. mid-publish); that is a requested stop, not a failure
+                    return 0
                 print(f"sphmask-node: cannot start: {exc}", file=sys.stderr)
                 return 1
             executor = SingleThreadedExecutor()

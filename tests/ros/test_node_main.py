@@ -1,0 +1,26 @@
+"""`sphmask-node` exit codes when start-up is cut short."""
+
+from __future__ import annotations
+
+import rclpy
+
+import sphmask_ros.node as node_module
+
+
+def test_ctrl_c_during_start_up_is_a_clean_stop(monkeypatch):
+    def interrupted_constructor():
+        rclpy.shutdown()  # what rclpy's SIGINT handler does to the context
+        raise RuntimeError("Failed to publish: publisher's context is invalid")
+
+    monkeypatch.setattr(node_module, "SphMaskNode", interrupted_constructor)
+    assert node_module.main(["sphmask-node"]) == 0
+
+
+def test_a_real_start_up_failure_exits_1_with_one_line(monkeypatch, capsys):
+    def broken_constructor():
+        raise ValueError("checkpoint /nope.pt does not exist")
+
+    monkeypatch.setattr(node_module, "SphMaskNode", broken_constructor)
+    assert node_module.main(["sphmask-node"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["sphmask-node: cannot start: checkpoint /nope.pt does not exist"]
