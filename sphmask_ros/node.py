@@ -58,11 +58,12 @@ class SphMaskNode(Node):
         super().destroy_node()
 
 
-def _teardown(executor: SingleThreadedExecutor, node: SphMaskNode) -> None:
+def _teardown(executor: SingleThreadedExecutor | None, node: SphMaskNode) -> None:
     """Remove and destroy the node. After Ctrl-C the context may already be shut down, and rcl
     then refuses some handle operations; that must not turn a clean stop into a crash."""
     try:
-        executor.remove_node(node)
+        if executor is not None:
+            executor.remove_node(node)
         node.destroy_node()
     except Exception as exc:  # noqa: BLE001 - report and finish the shutdown
         print(f"sphmask-node: while shutting down: {exc}", file=sys.stderr)
@@ -85,10 +86,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                     return 0
                 print(f"sphmask-node: cannot start: {exc}", file=sys.stderr)
                 return 1
-            executor = SingleThreadedExecutor()
-            executor.add_node(node)
+            executor = None
             try:
+                executor = SingleThreadedExecutor()
+                executor.add_node(node)
                 executor.spin()
+            except Exception:
+                # Ctrl-C between start-up and spin shuts the context down under the executor's
+                # set-up (rcl refuses new handles): a requested stop; anything else is a crash
+                if rclpy.ok():
+                    raise
             finally:
                 _teardown(executor, node)
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -24,3 +24,19 @@ def test_a_real_start_up_failure_exits_1_with_one_line(monkeypatch, capsys):
     assert node_module.main(["sphmask-node"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["sphmask-node: cannot start: checkpoint /nope.pt does not exist"]
+
+
+def test_ctrl_c_between_start_up_and_spin_is_a_clean_stop(monkeypatch):
+    class Node:
+        destroyed = False
+
+        def destroy_node(self):
+            Node.destroyed = True
+
+    def node_then_interrupt():
+        rclpy.shutdown()  # the signal lands right after the constructor returned
+        return Node()
+
+    monkeypatch.setattr(node_module, "SphMaskNode", node_then_interrupt)
+    assert node_module.main(["sphmask-node"]) == 0
+    assert Node.destroyed
