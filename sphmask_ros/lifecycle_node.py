@@ -108,14 +108,23 @@ def main(argv: Sequence[str] | None = None) -> int:
                     for name, trigger in (("configure", node.trigger_configure),
                                           ("activate", node.trigger_activate)):
                         if trigger() != TransitionCallbackReturn.SUCCESS:
+                            if not rclpy.ok():
+                                return 0  # Ctrl-C during start-up: a requested stop
                             print(f"sphmask-lifecycle-node: {name} failed (see the log)",
                                   file=sys.stderr)
                             return 1
                 executor = SingleThreadedExecutor()
                 executor.add_node(node)
                 executor.spin()
+            except Exception:
+                # Ctrl-C before spin shuts the context down under the set-up: a requested stop
+                if rclpy.ok():
+                    raise
             finally:
-                node.destroy_node()
+                try:
+                    node.destroy_node()
+                except Exception as exc:  # noqa: BLE001 - report and finish the shutdown
+                    print(f"sphmask-lifecycle-node: while shutting down: {exc}", file=sys.stderr)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     return 0

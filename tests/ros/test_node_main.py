@@ -40,3 +40,22 @@ def test_ctrl_c_between_start_up_and_spin_is_a_clean_stop(monkeypatch):
     monkeypatch.setattr(node_module, "SphMaskNode", node_then_interrupt)
     assert node_module.main(["sphmask-node"]) == 0
     assert Node.destroyed
+
+
+def test_lifecycle_main_ctrl_c_before_spin_is_a_clean_stop(monkeypatch):
+    import sphmask_ros.lifecycle_node as lifecycle_module
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    class Node:
+        destroyed = False
+
+        def trigger_configure(self):
+            rclpy.shutdown()  # the signal lands during configure
+            return TransitionCallbackReturn.FAILURE
+
+        def destroy_node(self):
+            Node.destroyed = True
+
+    monkeypatch.setattr(lifecycle_module, "SphMaskLifecycleNode", Node)
+    assert lifecycle_module.main(["sphmask-lifecycle-node"]) == 0
+    assert Node.destroyed
