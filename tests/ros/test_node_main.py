@@ -53,6 +53,9 @@ def test_lifecycle_main_ctrl_c_before_spin_is_a_clean_stop(monkeypatch):
             rclpy.shutdown()  # the signal lands during configure
             return TransitionCallbackReturn.FAILURE
 
+        def trigger_activate(self):
+            raise AssertionError("activate after a failed configure")
+
         def destroy_node(self):
             Node.destroyed = True
 
