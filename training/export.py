@@ -15,20 +15,11 @@ from pathlib import Path
 
 from sphmask_core.checkpoint import CheckpointError, build_model_from_checkpoint, save_checkpoint
 from sphmask_core.data.scene import LabelSpec
-
-
-def resolve_checkpoint(path: Path) -> Path:
-    """A run directory means its best.pt, else its last.pt."""
-    if path.is_dir():
-        for name in ("best.pt", "last.pt"):
-            if (path / name).is_file():
-                return path / name
-        raise CheckpointError(f"{path}: run directory has neither best.pt nor last.pt")
-    return path
+from training.train import resolve_checkpoint_path
 
 
 def export(source: Path, out: Path) -> Path:
-    ckpt_path = resolve_checkpoint(source)
+    ckpt_path = resolve_checkpoint_path(source)
     model, cfg, meta = build_model_from_checkpoint(ckpt_path)
     provenance = {
         "source": str(ckpt_path),
