@@ -29,7 +29,7 @@ from sphmask_core.model.migration import assemble_masks, dynamic_conv
 from sphmask_core.model.pointwise_heads import PointwiseHeads, absolute_boxes, box_sizes
 from sphmask_core.model.query_heads import MaskTower, QueryHeads, QueryOutputs
 from sphmask_core.ops.sampling import farthest_point_sample_dense, to_padded
-from sphmask_core.ops.scatter import scatter_mean
+from sphmask_core.ops.scatter import batch_ids_from_offsets, scatter_mean
 from sphmask_core.ops.voxelize import VoxelMap, voxel_mean, voxelize
 
 STAGES = ("backbone", "full")
@@ -46,10 +46,10 @@ def floor_relative_xyz(xyz: Tensor, offsets: Tensor) -> Tensor:
     Makes the xyz input features independent of where the frame's origin is: a room in its own
     frame and the same room seen from a gravity-aligned sensor give the same features.
     """
-    counts = offsets[1:] - offsets[:-1]  # (B,)
-    scene = torch.repeat_interleave(torch.arange(len(counts), device=xyz.device), counts)  # (N,)
-    ref = scatter_mean(xyz, scene, len(counts))  # (B, 3)
-    low = torch.full((len(counts),), float("inf"), dtype=xyz.dtype, device=xyz.device)
+    n_scenes = offsets.numel() - 1
+    scene = batch_ids_from_offsets(offsets)  # (N,)
+    ref = scatter_mean(xyz, scene, n_scenes)  # (B, 3)
+    low = torch.full((n_scenes,), float("inf"), dtype=xyz.dtype, device=xyz.device)
     low = low.scatter_reduce(0, scene, xyz[:, 2], reduce="amin")  # (B,)
     ref = torch.cat([ref[:, :2], low[:, None]], 1)  # (B, 3)
     return xyz - ref[scene]
