@@ -1,3 +1,12 @@
 # Sourced by our scripts: keep every DDS participant on loopback, in a domain of its own.
 export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
-export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-$(( 20 + $$ % 80 ))}
+if [ -z "${ROS_DOMAIN_ID:-}" ]; then
+  # A domain that no ROS graph on this machine is using (sphmask_ros/ros_domain.py).
+  _sphmask_py="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.venv/bin/python"
+  if [ -x "$_sphmask_py" ] && _sphmask_id=$("$_sphmask_py" -m sphmask_ros.ros_domain); then
+    export ROS_DOMAIN_ID=$_sphmask_id
+  else
+    export ROS_DOMAIN_ID=$(( 20 + $$ % 80 ))
+  fi
+  unset _sphmask_py _sphmask_id
+fi

@@ -81,12 +81,21 @@ def stop_process(proc: subprocess.Popen, timeouts: Sequence[float] = (15.0, 5.0,
     return proc.poll()
 
 
-def _domain_env() -> dict[str, str]:
-    """Loopback-only discovery and a domain id of this run's own (kept if the caller set one)."""
+def _domain_env() -> tuple[dict[str, str], Any]:
+    """Loopback-only discovery and a domain id of this run's own (kept if the caller set one).
+
+    Returns the environment and the domain claim to hold while the demo runs (None when the
+    caller chose the id).
+    """
+    from sphmask_ros.ros_domain import claim_domain
+
     env = dict(os.environ)
     env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    env.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
-    return env
+    claim = None
+    if "ROS_DOMAIN_ID" not in env:
+        claim = claim_domain()
+        env["ROS_DOMAIN_ID"] = str(claim.domain_id)
+    return env, claim
 
 
 @dataclass
@@ -260,7 +269,7 @@ def run_demo(cfg: DemoConfig, log: Any = print) -> dict:
                                                 points_per_frame=cfg.points_per_frame), overwrite=True)
     run_dir = make_output_dir(out / "demo_run", overwrite=True)
     params = cfg.params or _repo_root() / "config" / "sphmask.yaml"
-    env = _domain_env()
+    env, domain_claim = _domain_env()
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = env["ROS_AUTOMATIC_DISCOVERY_RANGE"]
     os.environ["ROS_DOMAIN_ID"] = env["ROS_DOMAIN_ID"]
     cmd = [sys.executable, "-m", "sphmask_ros.node", "--ros-args", "-r", f"__node:={NODE_NAME}"]
@@ -325,6 +334,8 @@ def run_demo(cfg: DemoConfig, log: Any = print) -> dict:
         if spin_thread is not None:
             spin_thread.join(timeout=5.0)
         rclpy.shutdown(context=context)
+        if domain_claim is not None:
+            domain_claim.release()
 
     rx = recorder.rx
     played = len(publish_wall)

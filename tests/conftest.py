@@ -6,9 +6,25 @@ discovery range and a domain id of this session's own before any test initialise
 
 import os
 
+import pytest
+
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-# 1..100 keeps clear of the default domain 0; the pid separates parallel sessions.
-os.environ["ROS_DOMAIN_ID"] = str(1 + os.getpid() % 100)
+
+from sphmask_ros.ros_domain import claim_domain  # noqa: E402  (after the discovery range)
+
+# A domain no other ROS graph on the machine uses, locked for the whole session.
+_SESSION_DOMAIN = claim_domain()
+os.environ["ROS_DOMAIN_ID"] = str(_SESSION_DOMAIN.domain_id)
 # Tests start child processes (nodes, DDP workers) beside the test process on 2 cores: one
 # intra-op thread each avoids oversubscription, which slows small torch ops 50x or more.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.fixture
+def fresh_ros_domain(monkeypatch: pytest.MonkeyPatch):
+    """A domain of the test's own, empty when it starts: nothing an earlier test left running
+    (or another graph on the machine) can count as a subscriber. Child processes inherit it."""
+    claim = claim_domain(skip=(_SESSION_DOMAIN.domain_id,))
+    monkeypatch.setenv("ROS_DOMAIN_ID", str(claim.domain_id))
+    yield claim.domain_id
+    claim.release()

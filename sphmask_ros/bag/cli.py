@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--loop", action="store_true")
     play.add_argument("--wait-subscribers", type=float, default=0.0, metavar="SECONDS",
                       help="wait up to this long for every topic to have a subscriber")
+    play.add_argument("--wait-acked", type=float, default=5.0, metavar="SECONDS",
+                      help="at the end, wait up to this long for reliable subscribers to "
+                           "acknowledge every message (default 5)")
     return parser
 
 
@@ -134,7 +137,7 @@ def _run(args: argparse.Namespace) -> int:
         from sphmask_ros.bag.play import PlayConfig, play_bag
 
         cfg = PlayConfig(rate=args.rate, topics=args.topics, loop=args.loop,
-                         wait_subscribers_s=args.wait_subscribers)
+                         wait_subscribers_s=args.wait_subscribers, wait_acked_s=args.wait_acked)
         stats = play_bag(args.bag, cfg, log=lambda s: print(s, file=sys.stderr))
         print(f"published {stats.published} messages in {stats.wall_s:.1f} s")
         return 0

@@ -30,6 +30,10 @@ class PlayConfig:
     topics: Sequence[str] | None = None  # None = every playable topic
     loop: bool = False
     wait_subscribers_s: float = 0.0  # wait up to this long for each topic to have a subscriber
+    # At the end, wait up to this long for reliable subscribers to acknowledge every message:
+    # destroying the publishers earlier loses what a slow (e.g. busy) subscriber has not yet
+    # taken, since its DDS reader may not even have matched the writer yet.
+    wait_acked_s: float = 5.0
     node_name: str = "sphmask_bag_player"
 
     def validate(self) -> "PlayConfig":
@@ -37,6 +41,8 @@ class PlayConfig:
             raise ValueError(f"--rate must be > 0, got {self.rate}")
         if self.wait_subscribers_s < 0:
             raise ValueError("--wait-subscribers must be >= 0")
+        if self.wait_acked_s < 0:
+            raise ValueError("--wait-acked must be >= 0")
         return self
 
 
@@ -58,6 +64,18 @@ def _wait_until(deadline: float, stop: threading.Event | None) -> bool:
         if left <= 0:
             return True
         time.sleep(min(left, 0.05))
+
+
+def _wait_acked(pubs: dict[str, Any], timeout_s: float, log: Callable[[str], None]) -> None:
+    """Block until every reliable subscriber acknowledged all messages (best effort: at once)."""
+    from rclpy.duration import Duration
+
+    deadline = time.monotonic() + timeout_s
+    for topic, pub in pubs.items():
+        left = max(0.0, deadline - time.monotonic())
+        if not pub.wait_for_all_acked(Duration(nanoseconds=int(left * 1e9))):
+            log(f"warning: not every subscriber of '{topic}' acknowledged the last messages "
+                f"within {timeout_s:.1f} s; they may miss them")
 
 
 def play_bag(path: str | Path, cfg: PlayConfig = PlayConfig(),
@@ -123,6 +141,7 @@ def play_bag(path: str | Path, cfg: PlayConfig = PlayConfig(),
                     on_publish(msg, time.time())
             stats.loops += 1
             if not cfg.loop or stats.published == 0 or (stop is not None and stop.is_set()):
+                _wait_acked(pubs, cfg.wait_acked_s, log)
                 return stats
     finally:
         stats.wall_s = time.monotonic() - t_start

@@ -13,7 +13,7 @@ def _alive(pid: int) -> bool:
     return Path(f"/proc/{pid}").exists()
 
 
-def test_demo_reduced_run(tmp_path, capsys):
+def test_demo_reduced_run(tmp_path, capsys, fresh_ros_domain):
     # The shipped model, as the README's command runs it, on fewer and smaller frames.
     out = tmp_path / "demo_output"
     code = demo_main(["--frames", "3", "--points-per-frame", "6000", "--out", str(out),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -15,7 +18,7 @@ from sphmask_ros.bag.play import PlayConfig, play_bag
 from sphmask_ros.bag.reader import BagReader, to_rclpy
 
 
-def test_play_delivers_every_message_in_order(synthetic_bags):
+def test_play_delivers_every_message_in_order(synthetic_bags, fresh_ros_domain):
     bag = synthetic_bags["mcap"]
     expected = {t: [] for t in ("/points", "/odom")}
     for m in BagReader(bag).messages(list(expected)):
@@ -57,3 +60,45 @@ def test_play_delivers_every_message_in_order(synthetic_bags):
     assert result["stats"].skipped_topics == ["/tf_static"]  # no rclpy type for tf2_msgs here
     first = next(BagReader(bag).messages(["/points"]))
     assert bytes(clouds[0].data) == bytes(to_rclpy(first).data)
+
+
+_SLOW_SUBSCRIBER = """
+import sys, time, rclpy
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import PointCloud2
+rclpy.init()
+node = rclpy.create_node("frozen_probe")
+node.create_subscription(PointCloud2, "/points", lambda m: None,
+                         QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+print("up", flush=True)
+end = time.monotonic() + 30.0
+while time.monotonic() < end:
+    rclpy.spin_once(node, timeout_sec=0.05)
+"""
+
+
+def test_play_waits_for_reliable_subscribers_to_acknowledge(synthetic_bags, fresh_ros_domain):
+    # A subscriber that stops answering right after the first message (SIGSTOP: a stand-in for
+    # a machine too busy to run its DDS threads). The player used to destroy its publishers at
+    # once, losing whatever had not been taken yet; now it waits, and says so when it gives up.
+    probe = subprocess.Popen([sys.executable, "-c", _SLOW_SUBSCRIBER], stdout=subprocess.PIPE,
+                             text=True)
+    logs: list[str] = []
+    try:
+        assert probe.stdout.readline().strip() == "up"
+
+        def freeze(msg, wall) -> None:
+            if msg.topic == "/points" and probe.poll() is None:
+                probe.send_signal(signal.SIGSTOP)
+
+        stats = play_bag(synthetic_bags["mcap"],
+                         PlayConfig(rate=4.0, topics=["/points"], wait_subscribers_s=20.0,
+                                    wait_acked_s=1.0),
+                         log=logs.append, on_publish=freeze)
+    finally:
+        probe.send_signal(signal.SIGCONT)
+        probe.kill()
+        probe.wait(timeout=10.0)
+    assert stats.per_topic == {"/points": 3}
+    assert any("acknowledged" in line and "/points" in line for line in logs), logs
+    assert stats.wall_s >= 1.0  # the wait happened (it is bounded by wait_acked_s)

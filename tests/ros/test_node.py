@@ -9,7 +9,6 @@ import time
 import pytest
 
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
 
 from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402

@@ -10,7 +10,6 @@ import yaml
 
 # DDS on loopback with a domain of our own even if the session conftest did not set them
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 200))
 
 import rclpy  # noqa: E402
 from rcl_interfaces.msg import ParameterType  # noqa: E402
