@@ -30,6 +30,17 @@ class CheckpointError(RuntimeError):
     """A checkpoint file is missing, unreadable, not a sphmask checkpoint, or does not fit."""
 
 
+def resolve_checkpoint_path(path: str | os.PathLike) -> Path:
+    """A checkpoint file, or a training run directory (its best.pt, else last.pt)."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        for name in ("best.pt", "last.pt"):
+            if (p / name).is_file():
+                return p / name
+        raise CheckpointError(f"run directory {p} holds neither best.pt nor last.pt")
+    return p
+
+
 def save_checkpoint(
     path: str | os.PathLike,
     model: nn.Module,

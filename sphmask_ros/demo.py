@@ -222,7 +222,7 @@ def _ap50(rx: _Received, gt: dict, labels: Any, min_region_size: int) -> float |
 
 def _render_best(rx: _Received, path: Path) -> Path | None:
     """PNG of the segmented frame with the most instances (labelled cloud + boxes + labels)."""
-    from training.render import render_top_view, write_png
+    from sphmask_core.render import render_top_view, write_png
 
     from sphmask_ros.pointcloud2 import decode_cloud
 

@@ -1,4 +1,4 @@
-"""Vectorized ``sensor_msgs/PointCloud2`` <-> numpy, and a PCD v0.7 reader.
+"""Vectorized ``sensor_msgs/PointCloud2`` <-> numpy (and PCD files as PointCloud2).
 
 Decoding never loops over points: the message buffer is viewed in place (``np.frombuffer``)
 through a structured dtype built from the message's ``fields``, and only the columns the
@@ -42,10 +42,12 @@ from numpy.lib.recfunctions import structured_to_unstructured
 from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import Header
 
+from sphmask_core.data.colour import structured_colour, unpack_rgb
+from sphmask_core.data.pcd import UNNAMED_FIELD_PREFIX, PcdCloud, read_pcd
+
 __all__ = [
     "CloudError",
     "DecodedCloud",
-    "PcdCloud",
     "POINTFIELD_DTYPES",
     "dtype_from_fields",
     "decode_cloud",
@@ -55,10 +57,7 @@ __all__ = [
     "labelled_cloud",
     "pack_rgb",
     "unpack_rgb",
-    "lzf_decompress",
-    "read_pcd",
     "pcd_to_pointcloud2",
-    "decode_pcd",
 ]
 
 
@@ -80,8 +79,6 @@ POINTFIELD_DTYPES: dict[int, np.dtype] = {
 _NUMPY_TO_POINTFIELD: dict[np.dtype, int] = {v: k for k, v in POINTFIELD_DTYPES.items()}
 
 # Same prefix as sensor_msgs_py, so field names agree for unnamed (padding) fields.
-UNNAMED_FIELD_PREFIX = "unnamed_field"
-_COLOUR_FIELDS = ("rgb", "rgba")
 _HOST_BIG_ENDIAN = sys.byteorder == "big"
 
 
@@ -210,21 +207,6 @@ def _stamp_ns(header: Header) -> int:
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
-def unpack_rgb(packed: np.ndarray) -> np.ndarray:
-    """(N,) packed ``0xAARRGGBB`` (uint32 or the same bits as float32) -> (N, 3) float32 in [-1, 1]."""
-    packed = np.asarray(packed)
-    if packed.dtype.itemsize != 4:
-        raise ValueError(f"packed colour must be a 4-byte type, got {packed.dtype}")
-    bits = packed.view(packed.dtype.str[0] + "u4").astype(np.uint32, copy=False)
-    channels = np.empty((bits.shape[0], 3), dtype=np.float32)  # (N, 3)
-    channels[:, 0] = (bits >> 16) & 0xFF
-    channels[:, 1] = (bits >> 8) & 0xFF
-    channels[:, 2] = bits & 0xFF
-    channels *= 1.0 / 127.5
-    channels -= 1.0
-    return channels
-
-
 def pack_rgb(rgb: np.ndarray) -> np.ndarray:
     """(N, 3) colours -> (N,) float32 carrying ``0x00RRGGBB`` bits (the PCL/RViz ``rgb`` field).
 
@@ -252,25 +234,6 @@ def _column(points: np.ndarray, name: str, keep: np.ndarray | None) -> np.ndarra
     if keep is not None:
         col = col[keep]
     return col.astype(col.dtype.newbyteorder("="), copy=keep is None)
-
-
-def _decode_colour(
-    points: np.ndarray, names: set[str], keep: np.ndarray | None
-) -> tuple[np.ndarray | None, set[str]]:
-    for name in _COLOUR_FIELDS:
-        if name in names and points.dtype[name].itemsize == 4:
-            col = points[name] if keep is None else points[name][keep]
-            return unpack_rgb(col), {name}
-    if {"r", "g", "b"} <= names:
-        rgb = np.empty((points.shape[0] if keep is None else keep.shape[0], 3), np.float32)
-        for c, name in enumerate("rgb"):
-            col = points[name] if keep is None else points[name][keep]
-            if np.issubdtype(col.dtype, np.floating):
-                rgb[:, c] = col * 2.0 - 1.0  # channels in 0..1
-            else:
-                rgb[:, c] = col / 127.5 - 1.0  # channels in 0..255
-        return rgb, {"r", "g", "b"}
-    return None, set()
 
 
 def decode_cloud(msg: PointCloud2) -> DecodedCloud:
@@ -311,7 +274,7 @@ def decode_cloud(msg: PointCloud2) -> DecodedCloud:
         keep = index
         xyz = np.compress(finite, xyz, axis=0)
 
-    rgb, used = _decode_colour(points, names, keep)
+    rgb, used = structured_colour(points, names, keep)
     intensity = None
     if "intensity" in names:
         intensity = _column(points, "intensity", keep).astype(np.float32, copy=False)
@@ -510,177 +473,7 @@ def labelled_cloud(
 
 
 # --------------------------------------------------------------------------------------------
-# PCD v0.7
-
-
-@dataclass
-class PcdCloud:
-    """A PCD file's points (row-major, little-endian, one record per point) and header."""
-
-    points: np.ndarray  # (width * height,) structured, PCD field names
-    width: int
-    height: int
-    viewpoint: tuple[float, ...]  # tx ty tz qw qx qy qz
-    data_format: str  # ascii | binary | binary_compressed
-
-
-_PCD_TYPES = {"F": "f", "I": "i", "U": "u"}
-
-
-def lzf_decompress(src: bytes, out_size: int) -> bytes:
-    """Decompress an LZF block (liblzf format) of known decompressed size.
-
-    A control byte below 32 starts a literal run of ``ctrl + 1`` bytes; otherwise its top 3 bits
-    are a length (7 = read one more length byte), the low 5 bits plus the next byte a backward
-    distance, and ``length + 2`` bytes are copied from ``distance + 1`` bytes back (the source
-    may overlap the output, which repeats the last ``distance + 1`` bytes).
-    """
-    src = bytes(src)
-    out = bytearray(out_size)
-    n = len(src)
-    ip = op = 0
-    while ip < n:
-        ctrl = src[ip]
-        ip += 1
-        if ctrl < 32:
-            length = ctrl + 1
-            if ip + length > n or op + length > out_size:
-                raise CloudError(f"corrupt LZF data: literal run overflows at input byte {ip}")
-            out[op:op + length] = src[ip:ip + length]
-            ip += length
-            op += length
-            continue
-        length = ctrl >> 5
-        if length == 7:
-            if ip >= n:
-                raise CloudError("corrupt LZF data: truncated back-reference")
-            length += src[ip]
-            ip += 1
-        if ip >= n:
-            raise CloudError("corrupt LZF data: truncated back-reference")
-        ref = op - ((ctrl & 0x1F) << 8) - src[ip] - 1
-        ip += 1
-        length += 2
-        if ref < 0 or op + length > out_size:
-            raise CloudError(f"corrupt LZF data: back-reference out of range at input byte {ip}")
-        dist = op - ref
-        if dist >= length:
-            out[op:op + length] = out[ref:ref + length]
-        else:
-            period = out[ref:op]
-            out[op:op + length] = (period * (length // dist + 1))[:length]
-        op += length
-    if op != out_size:
-        raise CloudError(f"corrupt LZF data: produced {op} bytes, header says {out_size}")
-    return bytes(out)
-
-
-def _parse_pcd_header(raw: bytes) -> tuple[dict[str, list[str]], int]:
-    header: dict[str, list[str]] = {}
-    pos = 0
-    while True:
-        end = raw.find(b"\n", pos)
-        if end < 0:
-            raise CloudError("PCD header has no DATA line")
-        line = raw[pos:end].decode("ascii", errors="replace").strip()
-        pos = end + 1
-        if not line or line.startswith("#"):
-            continue
-        key, *values = line.split()
-        header[key.upper()] = values
-        if key.upper() == "DATA":
-            return header, pos
-
-
-def read_pcd(path: str | PathLike[str]) -> PcdCloud:
-    """Read a PCD v0.7 file: ``DATA ascii``, ``binary`` or ``binary_compressed`` (LZF).
-
-    Padding fields named ``_`` are kept as ``unnamed_field_<i>``. Raises ``CloudError`` for a
-    malformed header or a data section of the wrong size.
-    """
-    with open(path, "rb") as fh:
-        raw = fh.read()
-    header, body_start = _parse_pcd_header(raw)
-    try:
-        names = header["FIELDS"]
-        sizes = [int(s) for s in header["SIZE"]]
-        types = header["TYPE"]
-        counts = [int(c) for c in header.get("COUNT", ["1"] * len(names))]
-        width = int(header["WIDTH"][0])
-        height = int(header.get("HEIGHT", ["1"])[0])
-        n_points = int(header.get("POINTS", [str(width * height)])[0])
-        data_format = header["DATA"][0].lower()
-    except (KeyError, IndexError, ValueError) as exc:
-        raise CloudError(f"malformed PCD header in {path}: {exc!r}") from exc
-    if not (len(names) == len(sizes) == len(types) == len(counts)):
-        raise CloudError(f"PCD header of {path}: FIELDS/SIZE/TYPE/COUNT lengths differ")
-    if n_points != width * height:
-        raise CloudError(f"PCD {path}: POINTS {n_points} != WIDTH*HEIGHT {width}*{height}")
-    viewpoint = tuple(float(v) for v in header.get("VIEWPOINT", "0 0 0 1 0 0 0".split()))
-    formats = []
-    field_names = []
-    for i, (name, size, typ, count) in enumerate(zip(names, sizes, types, counts)):
-        if typ.upper() not in _PCD_TYPES:
-            raise CloudError(f"PCD field '{name}' has unknown TYPE {typ}")
-        base = np.dtype(f"<{_PCD_TYPES[typ.upper()]}{size}")
-        field_names.append(f"{UNNAMED_FIELD_PREFIX}_{i}" if name == "_" else name)
-        formats.append(base if count == 1 else (base, (count,)))
-    dtype = np.dtype({"names": field_names, "formats": formats})  # packed, as PCD stores it
-    body = raw[body_start:]
-
-    if data_format == "binary":
-        need = n_points * dtype.itemsize
-        if len(body) < need:
-            raise CloudError(f"PCD {path}: binary data has {len(body)} bytes, need {need}")
-        points = np.frombuffer(body, dtype=dtype, count=n_points).copy()
-    elif data_format == "binary_compressed":
-        if len(body) < 8:
-            raise CloudError(f"PCD {path}: binary_compressed data lacks its size header")
-        comp_size, raw_size = np.frombuffer(body, dtype="<u4", count=2)
-        if raw_size != n_points * dtype.itemsize:
-            raise CloudError(
-                f"PCD {path}: uncompressed size {raw_size} != {n_points} x {dtype.itemsize}"
-            )
-        if len(body) < 8 + comp_size:
-            raise CloudError(f"PCD {path}: compressed data truncated")
-        flat = lzf_decompress(body[8:8 + int(comp_size)], int(raw_size))
-        # Column-major: all points' values of field 0, then field 1, ...
-        points = np.empty(n_points, dtype=dtype)
-        off = 0
-        for name in field_names:
-            fdt = dtype[name]
-            per_point = int(np.prod(fdt.shape)) if fdt.shape else 1
-            col = np.frombuffer(flat, dtype=fdt.base, count=n_points * per_point, offset=off)
-            points[name] = col.reshape((n_points,) + fdt.shape)
-            off += n_points * fdt.itemsize
-    elif data_format == "ascii":
-        tokens = body.split()
-        per_point = sum(counts)
-        if len(tokens) != n_points * per_point:
-            raise CloudError(
-                f"PCD {path}: ascii data has {len(tokens)} values, need {n_points} x {per_point}"
-            )
-        table = np.array(tokens, dtype=np.bytes_).reshape(n_points, per_point)
-        points = np.empty(n_points, dtype=dtype)
-        col = 0
-        for name, count in zip(field_names, counts):
-            base = dtype[name].base
-            chunk = table[:, col:col + count]
-            # Integers may be written as "12" or "12.0"; parse via float64 then cast.
-            values = chunk.astype(np.float64) if base.kind == "f" else _ascii_ints(chunk, base)
-            points[name] = values.reshape((n_points,) + dtype[name].shape).astype(base)
-            col += count
-    else:
-        raise CloudError(f"PCD {path}: unsupported DATA format '{data_format}'")
-    return PcdCloud(points=points, width=width, height=height, viewpoint=viewpoint,
-                    data_format=data_format)
-
-
-def _ascii_ints(chunk: np.ndarray, base: np.dtype) -> np.ndarray:
-    try:
-        return chunk.astype(base)
-    except ValueError:
-        return chunk.astype(np.float64).astype(base)
+# PCD files as messages
 
 
 def pcd_to_pointcloud2(
@@ -720,8 +513,3 @@ def pcd_to_pointcloud2(
     msg.is_dense = dense
     msg.data = data
     return msg
-
-
-def decode_pcd(path: str | PathLike[str], frame_id: str = "", stamp_ns: int = 0) -> DecodedCloud:
-    """``decode_cloud(pcd_to_pointcloud2(path))``: the same decoding as live messages."""
-    return decode_cloud(pcd_to_pointcloud2(path, frame_id, stamp_ns))

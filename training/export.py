@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sphmask_core.checkpoint import CheckpointError, build_model_from_checkpoint, save_checkpoint
 from sphmask_core.data.scene import LabelSpec
-from training.train import resolve_checkpoint_path
+from sphmask_core.checkpoint import resolve_checkpoint_path
 
 
 def export(source: Path, out: Path) -> Path:

@@ -27,7 +27,8 @@ from typing import Any, Iterator
 import numpy as np
 import yaml
 
-from training.render import render_instances, write_png
+from sphmask_core.data.pcd import PcdError, pcd_points, read_pcd
+from sphmask_core.render import render_instances, write_png
 
 CLOUD_SUFFIXES = (".npy", ".txt", ".ply", ".pcd")
 
@@ -102,15 +103,11 @@ def _read_ply(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 def _read_pcd(path: Path) -> tuple[np.ndarray, np.ndarray]:
     try:
-        from sphmask_ros.pointcloud2 import CloudError, decode_cloud, pcd_to_pointcloud2, read_pcd
-    except ImportError as exc:
-        raise InputError(f"{path}: PCD support needs sphmask_ros ({exc})") from None
-    try:
-        decoded = decode_cloud(pcd_to_pointcloud2(read_pcd(path), frame_id="input"))
-    except (CloudError, OSError) as exc:
+        xyz, rgb = pcd_points(read_pcd(path))
+    except (PcdError, OSError) as exc:
         raise InputError(f"{path}: {exc}") from None
-    rgb = decoded.rgb if decoded.rgb is not None else np.zeros((len(decoded.xyz), 3), np.float32)
-    return decoded.xyz.astype(np.float64), rgb.astype(np.float32)
+    rgb = rgb if rgb is not None else np.zeros((len(xyz), 3), np.float32)
+    return xyz.astype(np.float64), rgb.astype(np.float32)
 
 
 def read_cloud(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
@@ -259,7 +256,7 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
 
     checkpoint = args.checkpoint
     if checkpoint:
-        from training.train import resolve_checkpoint_path
+        from sphmask_core.checkpoint import resolve_checkpoint_path
 
         checkpoint = resolve_checkpoint_path(checkpoint)
     if args.dataset and args.dataset != "synthetic" and not args.root:

@@ -208,7 +208,7 @@ def _clean(value: Any) -> Any:
 
 
 def _render(path: Path, xyz: np.ndarray, inst: Any, title: str) -> Path:
-    from training.render import render_instances, write_png
+    from sphmask_core.render import render_instances, write_png
 
     return write_png(path, render_instances(xyz, inst, title=title))
 

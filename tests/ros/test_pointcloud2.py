@@ -14,20 +14,18 @@ import pytest
 from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import Header
 
+from sphmask_core.data.colour import unpack_rgb
+from sphmask_core.data.pcd import pcd_points, read_pcd
 from sphmask_ros.pointcloud2 import (
     CloudError,
     decode_cloud,
-    decode_pcd,
     dtype_from_fields,
     encode_cloud,
     labelled_cloud,
-    lzf_decompress,
     pack_rgb,
     pcd_to_pointcloud2,
-    read_pcd,
     read_points,
     read_points_numpy,
-    unpack_rgb,
 )
 
 F32, F64, U8, U16, I32, U32 = (PointField.FLOAT32, PointField.FLOAT64, PointField.UINT8,
@@ -381,57 +379,7 @@ def test_pack_unpack_rgb_round_trip() -> None:
     np.testing.assert_array_equal(np.rint((back + 1) * 127.5), rgb)
 
 
-# ------------------------------------------------------------------------------ LZF / PCD
-
-
-def test_lzf_literal_and_overlapping_backref() -> None:
-    # literal "abc" (ctrl 2), then a back-reference: length 9 (7 + extra byte 0), distance 3.
-    stream = bytes([2]) + b"abc" + bytes([0xE0, 0, 2])
-    assert lzf_decompress(stream, 12) == b"abcabcabcabc"
-    # short back-reference: length 3 (ctrl top bits 1), distance 1 -> run of the last byte
-    assert lzf_decompress(bytes([0]) + b"z" + bytes([0x20, 0]), 4) == b"zzzz"
-    with pytest.raises(CloudError, match="corrupt LZF"):
-        lzf_decompress(bytes([0x20, 5]), 3)  # reference before the start
-    with pytest.raises(CloudError, match="corrupt LZF"):
-        lzf_decompress(bytes([2]) + b"ab", 3)  # truncated literal
-
-
-def _write_pcd(path: Path, fmt: str, xyz: np.ndarray, label: np.ndarray) -> None:
-    header = (
-        "# .PCD v0.7\nVERSION 0.7\nFIELDS x y z label\nSIZE 4 4 4 4\nTYPE F F F U\n"
-        f"COUNT 1 1 1 1\nWIDTH {len(xyz)}\nHEIGHT 1\nVIEWPOINT 0 0 0 1 0 0 0\n"
-        f"POINTS {len(xyz)}\nDATA {fmt}\n"
-    )
-    if fmt == "ascii":
-        lines = "".join(f"{a!r} {b!r} {c!r} {int(lab)}\n"
-                        for (a, b, c), lab in zip(xyz.tolist(), label))
-        path.write_bytes(header.encode() + lines.encode())
-    else:
-        body = b"".join(struct.pack("<fffI", *p, int(lab)) for p, lab in zip(xyz.tolist(), label))
-        path.write_bytes(header.encode() + body)
-
-
-def test_pcd_ascii_and_binary(tmp_path: Path) -> None:
-    xyz = np.array([[0.5, 1.25, -3.0], [np.nan, np.nan, np.nan], [7.0, 8.0, 9.0]], np.float32)
-    label = np.array([3, 0, 4000000000], dtype=np.uint32)
-    for fmt in ("ascii", "binary"):
-        path = tmp_path / f"c_{fmt}.pcd"
-        _write_pcd(path, fmt, xyz, label)
-        pcd = read_pcd(path)
-        assert pcd.data_format == fmt and (pcd.width, pcd.height) == (3, 1)
-        np.testing.assert_array_equal(pcd.points["label"], label)
-        dec = decode_pcd(path, frame_id="cam", stamp_ns=1_500_000_000)
-        np.testing.assert_array_equal(dec.index, [0, 2])
-        np.testing.assert_array_equal(dec.xyz, xyz[[0, 2]])
-        np.testing.assert_array_equal(dec.extras["label"], [3, 4000000000])
-        assert dec.frame_id == "cam" and dec.stamp_ns == 1_500_000_000
-
-
-def test_pcd_bad_header(tmp_path: Path) -> None:
-    path = tmp_path / "bad.pcd"
-    path.write_bytes(b"VERSION 0.7\nFIELDS x y z\nSIZE 4 4\nTYPE F F F\nWIDTH 1\nDATA ascii\n1 2 3\n")
-    with pytest.raises(CloudError, match="lengths differ"):
-        read_pcd(path)
+# ------------------------------------------------------------------------------ PCD as PointCloud2
 
 
 def _real_frames() -> list[Path]:
@@ -461,5 +409,9 @@ def test_local_copy_is_the_shared_frame() -> None:
     shared = SHARED_PCD_DIR / LOCAL_PCD.name
     if shared.is_file():
         assert shared.read_bytes() == LOCAL_PCD.read_bytes()
-    dec = decode_pcd(LOCAL_PCD)
+    dec = decode_cloud(pcd_to_pointcloud2(LOCAL_PCD, "camera"))
     assert len(dec) == 271_575
+    # The core's reader (sphmask-predict, training) sees the same points and colours.
+    xyz, rgb = pcd_points(read_pcd(LOCAL_PCD))
+    np.testing.assert_array_equal(xyz, dec.xyz)
+    np.testing.assert_array_equal(rgb, dec.rgb)

@@ -18,7 +18,8 @@ import torch.multiprocessing as mp
 
 from sphmask_core.config import ModelConfig
 from test_resume import ToyModel, toy_collate, _cfg  # tests/training is on sys.path under pytest
-from training.train import DistInfo, Trainer
+from training.distributed import DistInfo
+from training.trainer import Trainer
 
 STEPS = 3
 

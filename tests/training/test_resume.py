@@ -13,7 +13,7 @@ from torch import nn
 from sphmask_core.config import ModelConfig
 from training.config import config_from_dict
 from training.datasets import EpochBatchSampler
-from training.train import Trainer
+from training.trainer import Trainer
 
 TINY_SYNTHETIC = {"density": 30.0, "room_size_range": [3.0, 4.0], "n_objects_range": [2, 4], "n_viewpoints": 2}
 

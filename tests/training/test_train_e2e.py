@@ -13,7 +13,7 @@ from torch import nn
 
 from sphmask_core.checkpoint import load_checkpoint
 from sphmask_core.data.synthetic import SyntheticConfig, generate_scene
-from training import predict, train
+from training import predict, train, trainer
 
 CONFIGS = Path(__file__).resolve().parents[2] / "training" / "configs"
 TINY = [
@@ -122,7 +122,7 @@ class _Exploding(nn.Module):
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    monkeypatch.setattr(train, "build_model", _Exploding)
+    monkeypatch.setattr(trainer, "build_model", _Exploding)
     cfg = str(CONFIGS / "synthetic_small_backbone.yaml")
     rc = _train(tmp_path, cfg, *TINY, "dataset.train_seeds=[0, 8]", "run_name=nan", "dataset.augment=false")
     assert rc == 3
@@ -135,7 +135,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(
 
 def test_resume_with_another_model_config_exits_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                   capsys: pytest.CaptureFixture) -> None:
-    monkeypatch.setattr(train, "build_model", _Exploding)
+    monkeypatch.setattr(trainer, "build_model", _Exploding)
     cfg = str(CONFIGS / "synthetic_small_backbone.yaml")
     assert _train(tmp_path, cfg, *TINY, "run_name=r", "dataset.augment=false", "max_steps=1") == 0
     capsys.readouterr()

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.render import (
+from sphmask_core.render import (
     FONT,
     GLYPH_H,
     GLYPH_W,
