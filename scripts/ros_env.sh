@@ -10,3 +10,6 @@ if [ -z "${ROS_DOMAIN_ID:-}" ]; then
   fi
   unset _sphmask_py _sphmask_id
 fi
+# Fast DDS profile with a shared-memory segment big enough for multi-MB best-effort clouds
+# between processes (config/fastdds.xml says why); a profile the caller chose is kept.
+export FASTDDS_DEFAULT_PROFILES_FILE=${FASTDDS_DEFAULT_PROFILES_FILE:-"$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/config/fastdds.xml"}

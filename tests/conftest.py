@@ -9,6 +9,9 @@ import os
 import pytest
 
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+# Shared-memory segment big enough for multi-MB best-effort clouds (config/fastdds.xml).
+os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "config", "fastdds.xml")
 
 from sphmask_ros.ros_domain import claim_domain  # noqa: E402  (after the discovery range)
 
