@@ -25,6 +25,7 @@ from sphmask_core.config import ModelConfig, TestConfig
 from sphmask_core.data.collate import Batch
 from sphmask_core.inference.instances import Instances, point_instance_from_masks
 from sphmask_core.inference.nms import matrix_nms
+from sphmask_core.model.candidates import select_candidates
 from sphmask_core.model.spherical_mask import ScenePrediction, SphericalMask
 
 IGNORE = -100
@@ -101,6 +102,17 @@ def superpoint_refine(point_masks: Tensor, superpoint: Tensor) -> Tensor:
     return keep_sp[:, superpoint]
 
 
+def mask_boxes(point_masks: Tensor, xyz: Tensor) -> tuple[Tensor, Tensor]:
+    """Min and max corner (K, 3) of the points of each mask (K, N) over xyz (N, 3); empty: +inf / -inf."""
+    k = point_masks.shape[0]
+    row, col = torch.nonzero(point_masks, as_tuple=True)  # (P,)
+    pts = xyz[col]  # (P, 3)
+    idx = row[:, None].expand(-1, 3)
+    lo = xyz.new_full((k, 3), float("inf")).scatter_reduce_(0, idx, pts, reduce="amin")
+    hi = xyz.new_full((k, 3), float("-inf")).scatter_reduce_(0, idx, pts, reduce="amax")
+    return lo, hi
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -129,19 +141,20 @@ def postprocess(
     if k == 0 or n_points == 0:
         return empty
     probs = pred.class_probs  # (K, C + 1)
-    # SPEC 4.3: no query predicts a foreground class -> nothing to report
-    if not bool((probs.argmax(dim=1) < n_cls).any()):
-        return empty
     conf = pred.conf.clamp(0.0, 1.0)  # (K,)
-    scores = torch.sqrt(probs[:, :n_cls] * conf[:, None]).flatten()  # (K * C,)
-    n_top = min(test_cfg.topk_candidates, scores.numel())
-    top_scores, flat_idx = scores.topk(n_top)  # (T,)
-    q_idx = flat_idx // n_cls
-    c_idx = flat_idx % n_cls
+    # SPEC 4.3: no query predicts a foreground class -> nothing to report
+    cand = select_candidates(probs, pred.conf, n_cls, test_cfg.topk_candidates)
+    if cand is None:
+        return empty
+    top_scores, q_idx, c_idx = cand.scores, cand.queries, cand.classes  # (T,)
+    mask_row = torch.full((k,), -1, dtype=torch.long, device=q_idx.device)
+    mask_row[pred.mask_queries] = torch.arange(pred.mask_queries.numel(), device=q_idx.device)
+    if bool((mask_row[q_idx] < 0).any()):
+        raise ValueError("ScenePrediction has no mask for a top-k candidate query (mask_queries too narrow)")
 
     # voxels in no unit read an all-False extra column
     n_units = pred.unit_masks.shape[1]
-    unit_masks = torch.nn.functional.pad(pred.unit_masks[q_idx], (0, 1))  # (T, U + 1)
+    unit_masks = torch.nn.functional.pad(pred.unit_masks[mask_row[q_idx]], (0, 1))  # (T, U + 1)
     v2u = torch.where(pred.voxel_to_unit >= 0, pred.voxel_to_unit, n_units)
     voxel_masks = unit_masks[:, v2u]  # (T, V)
     big = voxel_masks.sum(dim=1) >= test_cfg.npoint_thresh
@@ -163,10 +176,7 @@ def postprocess(
     order = torch.argsort(new_scores, descending=True, stable=True)
     point_masks, q_idx, c_idx, new_scores = point_masks[order], q_idx[order], c_idx[order], new_scores[order]
 
-    xyz_d = xyz.to(point_masks.device)
-    big_pos = torch.full_like(xyz_d, float("inf"))
-    lo = torch.where(point_masks[:, :, None], xyz_d[None], big_pos[None]).amin(dim=1)  # (K', 3)
-    hi = torch.where(point_masks[:, :, None], xyz_d[None], -big_pos[None]).amax(dim=1)  # (K', 3)
+    lo, hi = mask_boxes(point_masks, xyz.to(point_masks.device))
 
     masks_np = point_masks.cpu().numpy()
     masks = [np.flatnonzero(m).astype(np.int64) for m in masks_np]
@@ -229,8 +239,11 @@ class Segmenter:
         cfg: ModelConfig,
         class_names: list[str] | None = None,
         device: str | torch.device = "auto",
+        reference: bool = False,
     ) -> None:
         self.cfg = cfg
+        # True: the model's original all-query path (same results, slower; for tests and benches)
+        self.reference = reference
         self.class_names = list(class_names) if class_names is not None else cfg.class_names
         if len(self.class_names) != cfg.n_classes:
             raise ValueError(
@@ -289,7 +302,7 @@ class Segmenter:
         self.model.eval()  # the wrapped model may be shared with a trainer that set train mode
         with torch.inference_mode():
             batch = self._batch(model_xyz, rgb_a, sp_a)
-            pred = self.model.forward_test(batch)[0]
+            pred = self.model.forward_test(batch, reference=self.reference)[0]
             _sync(self.device)
             t_nms = time.perf_counter()
             inst = postprocess(

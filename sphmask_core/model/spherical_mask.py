@@ -25,7 +25,8 @@ from sphmask_core.losses.pointwise import POINTWISE_TERMS, pointwise_losses
 from sphmask_core.losses.targets import SceneTargets, build_scene_targets
 from sphmask_core.model.aggregator import LocalAggregator
 from sphmask_core.model.backbone import UNet, conv_algo_for, set_conv_algo
-from sphmask_core.model.migration import assemble_masks, dynamic_conv
+from sphmask_core.model.candidates import select_candidates
+from sphmask_core.model.migration import assemble_masks, assemble_masks_pruned, dynamic_conv, dynamic_conv_blocked
 from sphmask_core.model.pointwise_heads import PointwiseHeads, absolute_boxes, box_sizes
 from sphmask_core.model.query_heads import MaskTower, QueryHeads, QueryOutputs
 from sphmask_core.ops.sampling import farthest_point_sample_dense, to_padded
@@ -62,7 +63,10 @@ class ScenePrediction:
     point_to_voxel: (N_s,) voxel (local to the scene) of every point
     voxel_to_unit:  (V_s,) unit (local) of every voxel, -1 = in no unit (never in a mask)
     unit_xyz:       (U_s, 3) mean position of each unit
-    unit_masks:     (K, U_s) bool, spherical mask assembly (SPEC 2.4)
+    unit_masks:     (K_m, U_s) bool, spherical mask assembly (SPEC 2.4) of the queries in mask_queries
+    mask_queries:   (K_m,) ascending query indices that have a mask row: every query on the
+                    reference path, only those of the top-k candidates otherwise (the others
+                    cannot reach NMS)
     class_probs:    (K, C + 1) softmax, last column = no object
     conf:           (K,) raw predicted IoU
     centers:        (K, 3) spherical centres (query xyz + centre offset)
@@ -75,6 +79,7 @@ class ScenePrediction:
     voxel_to_unit: Tensor
     unit_xyz: Tensor
     unit_masks: Tensor
+    mask_queries: Tensor
     class_probs: Tensor
     conf: Tensor
     centers: Tensor
@@ -269,19 +274,27 @@ class SphericalMask(nn.Module):
             out=self.query_heads(q_feats, q_xyz),
         )
 
-    def _mask_logits(self, q: _Queries, units: _Units, mask_feats: Tensor) -> list[Tensor]:
-        """z (K_b, U_b) for every scene with queries (dynamic convolution, SPEC 1.6)."""
+    def _mask_logits(
+        self, q: _Queries, units: _Units, mask_feats: Tensor, rows: list[Tensor] | None = None, reference: bool = False
+    ) -> list[Tensor]:
+        """z (K_b, U_b) for every scene with queries (dynamic convolution, SPEC 1.6).
+
+        rows: per scene, the (ascending) local queries to compute (None = all); z then has one
+        row per listed query. reference: the original chunked implementation instead of the
+        unit-blocked one (same values; kept to test and benchmark against).
+        """
         h = self.cfg.heads
+        conv = dynamic_conv if reference else dynamic_conv_blocked
         zs = []
         start = 0
         q_sizes = box_sizes(q.out.boxes)  # (M, 3)
         u_sizes = box_sizes(units.boxes)  # (U, 3)
-        for scene, k in zip(q.scenes, q.counts):
+        for i, (scene, k) in enumerate(zip(q.scenes, q.counts)):
             u0, u1 = int(units.unit_offsets[scene]), int(units.unit_offsets[scene + 1])
-            sl = slice(start, start + k)
+            sel = torch.arange(start, start + k, device=q.xyz.device) if rows is None else rows[i] + start
             zs.append(
-                dynamic_conv(
-                    q.out.kernels[sl], q.xyz[sl], q_sizes[sl], units.xyz[u0:u1], u_sizes[u0:u1],
+                conv(
+                    q.out.kernels[sel], q.xyz[sel], q_sizes[sel], units.xyz[u0:u1], u_sizes[u0:u1],
                     mask_feats[u0:u1], hidden=h.mask_dim, num_layers=h.num_dyco_layer,
                 )
             )
@@ -374,8 +387,13 @@ class SphericalMask(nn.Module):
         """forward_train in training mode, forward_test in eval mode."""
         return self.forward_train(batch, stage) if self.training else self.forward_test(batch)
 
-    def forward_test(self, batch: Batch) -> list[ScenePrediction]:
-        """Raw per-scene predictions (SPEC 4 steps 1-4); masks by spherical assembly."""
+    def forward_test(self, batch: Batch, reference: bool = False) -> list[ScenePrediction]:
+        """Raw per-scene predictions (SPEC 4 steps 1-4); masks by spherical assembly.
+
+        Masks are computed only for queries among the top-k (query, class) candidates of their
+        scene, by the unit-blocked dynamic convolution and the pruned assembly. reference=True
+        runs the original path (every query, reference kernels): same masks for the candidates.
+        """
         dev = batch.device
         self._ensure_conv_algo(dev)
         timer = _StageTimer(dev)
@@ -389,21 +407,30 @@ class SphericalMask(nn.Module):
         b = batch.batch_size
         h = self.cfg.heads
         n_cls = self.cfg.n_classes
-        zs: list[Tensor] = []
-        if q is not None:
-            mask_feats = self.mask_tower(units.feats)
-            timer.lap("heads")
-            zs = self._mask_logits(q, units, mask_feats)
-        else:
-            timer.lap("heads")
-        preds: list[ScenePrediction] = []
-        starts = {}
+        starts: dict[int, tuple[int, int]] = {}
+        rows: dict[int, Tensor] = {}
+        z_of: dict[int, Tensor] = {}
         if q is not None:
             s = 0
             for scene, k in zip(q.scenes, q.counts):
                 starts[scene] = (s, k)
+                probs = q.out.class_logits[s : s + k].float().softmax(dim=1)
+                if reference:
+                    rows[scene] = torch.arange(k, device=dev)
+                else:
+                    cand = select_candidates(probs, q.out.conf[s : s + k], n_cls, self.cfg.test.topk_candidates)
+                    rows[scene] = (
+                        torch.unique(cand.queries) if cand is not None else torch.zeros(0, dtype=torch.long, device=dev)
+                    )
                 s += k
-        z_of = dict(zip(q.scenes, zs)) if q is not None else {}
+            mask_feats = self.mask_tower(units.feats)
+            timer.lap("heads")
+            zs = self._mask_logits(q, units, mask_feats, [rows[sc] for sc in q.scenes], reference=reference)
+            z_of = dict(zip(q.scenes, zs))
+        else:
+            timer.lap("heads")
+        assemble = assemble_masks if reference else assemble_masks_pruned
+        preds: list[ScenePrediction] = []
         for scene in range(b):
             p0, p1 = int(batch.offsets[scene]), int(batch.offsets[scene + 1])
             v0, v1 = int(vox.vmap.voxel_offsets[scene]), int(vox.vmap.voxel_offsets[scene + 1])
@@ -415,12 +442,13 @@ class SphericalMask(nn.Module):
                 s, k = starts[scene]
                 o = q.out
                 sl = slice(s, s + k)
-                masks = assemble_masks(o.centers[sl], o.rays[sl], z_of[scene], unit_xyz, h.n_theta, h.n_phi)
+                sel = rows[scene] + s
+                masks = assemble(o.centers[sel], o.rays[sel], z_of[scene], unit_xyz, h.n_theta, h.n_phi)
                 preds.append(
                     ScenePrediction(
                         point_to_voxel=p2v, voxel_to_unit=v2u, unit_xyz=unit_xyz, unit_masks=masks,
-                        class_probs=o.class_logits[sl].float().softmax(dim=1), conf=o.conf[sl],
-                        centers=o.centers[sl], rays=o.rays[sl], boxes=o.boxes[sl],
+                        mask_queries=rows[scene], class_probs=o.class_logits[sl].float().softmax(dim=1),
+                        conf=o.conf[sl], centers=o.centers[sl], rays=o.rays[sl], boxes=o.boxes[sl],
                     )
                 )
             else:
@@ -436,6 +464,7 @@ def _empty_prediction(p2v: Tensor, v2u: Tensor, unit_xyz: Tensor, n_cls: int, n_
     return ScenePrediction(
         point_to_voxel=p2v, voxel_to_unit=v2u, unit_xyz=unit_xyz,
         unit_masks=torch.zeros(0, unit_xyz.shape[0], dtype=torch.bool, device=unit_xyz.device),
+        mask_queries=torch.zeros(0, dtype=torch.long, device=unit_xyz.device),
         class_probs=z(0, n_cls + 1), conf=z(0), centers=z(0, 3), rays=z(0, n_rays), boxes=z(0, 6),
     )
 

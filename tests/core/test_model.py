@@ -108,7 +108,7 @@ def test_fewer_points_than_samples_and_two_scenes() -> None:
     assert preds[1].n_queries == cfg.aggregator.n_queries
     for p, n in zip(preds, (150, 3000)):
         assert p.point_to_voxel.shape == (n,)
-        assert p.unit_masks.shape == (p.n_queries, p.unit_xyz.shape[0])
+        assert p.unit_masks.shape == (p.mask_queries.numel(), p.unit_xyz.shape[0])
         assert p.class_probs.shape == (p.n_queries, cfg.n_classes + 1)
         assert torch.allclose(p.class_probs.sum(1), torch.ones(p.n_queries))
         assert set(p.timings) == {"voxelize", "backbone", "aggregators", "heads", "migration_assembly"}
