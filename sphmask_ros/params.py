@@ -73,7 +73,7 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("nms_topk", 200, _I,
               "Maximum number of instances kept after matrix NMS.", range=(1, 10000)),
     ParamSpec("min_points", 50, _I,
-              "Instances covering fewer model points (after voxel_size down-sampling) are dropped.",
+              "Instances covering fewer model points (after input_voxel_size thinning) are dropped.",
               range=(0, 10_000_000)),
     # --- frames and poses (fixed)
     ParamSpec("fixed_frame", "", _S,
@@ -108,8 +108,10 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("accumulate.seconds", 0.0, _D,
               "Drop accumulated clouds older than this (relative to the newest); 0 = no limit.",
               range=(0.0, 60.0)),
-    ParamSpec("voxel_size", 0.02, _D,
-              "Edge (m) of the down-sampling grid applied before inference; 0 = none.",
+    ParamSpec("input_voxel_size", 0.02, _D,
+              "Edge (m) of the grid the input is thinned on before inference (one point per "
+              "cell, mean xyz and rgb); 0 = none. Not the model's voxel size: the model re-voxelises "
+              "at its own, and a grid at or above it discards detail (warned at start).",
               range=(0.0, 1.0)),
     ParamSpec("crop.min", [-_BIG, -_BIG, -_BIG], _DA,
               "Lower corner (x, y, z, m) of the crop box in the output frame.", length=3,
@@ -274,7 +276,7 @@ class NodeParams:
     tf_timeout: float = 0.5
     accumulate_frames: int = 1
     accumulate_seconds: float = 0.0
-    voxel_size: float = 0.02
+    input_voxel_size: float = 0.02
     crop_min: tuple[float, ...] = (-_BIG, -_BIG, -_BIG)
     crop_max: tuple[float, ...] = (_BIG, _BIG, _BIG)
     crop_max_range: float = 0.0

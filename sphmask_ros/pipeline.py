@@ -162,9 +162,18 @@ def preprocess_config(params: NodeParams) -> PreprocessConfig:
         crop_min=None if no_crop else tuple(params.crop_min),
         crop_max=None if no_crop else tuple(params.crop_max),
         crop_max_range=params.crop_max_range,
-        voxel_size=params.voxel_size,
+        input_voxel_size=params.input_voxel_size,
         max_points=params.max_points,
     )
+
+
+def input_grid_warning(input_voxel_size: float, model_voxel_size: float) -> str | None:
+    """Why an input thinning grid at or above the model's voxel loses detail, or None."""
+    if input_voxel_size <= 0 or input_voxel_size < model_voxel_size:
+        return None
+    return (f"input_voxel_size {input_voxel_size:g} m is not below the model's voxel size "
+            f"{model_voxel_size:g} m: the model re-voxelises on its own grid, so thinning this "
+            f"coarse discards detail; use a smaller value (e.g. {model_voxel_size / 2:g}) or 0")
 
 
 def static_transform(params: NodeParams) -> Transform:
@@ -295,6 +304,9 @@ class Pipeline:
 
     def _apply_model_params(self, params: NodeParams) -> None:
         cfg = self.segmenter.cfg
+        warning = input_grid_warning(params.input_voxel_size, cfg.voxel_size)
+        if warning and self.logger is not None:
+            self.logger.warning(warning)
         test = replace(cfg.test, nms_sigma=params.nms_sigma, nms_topk=params.nms_topk,
                        min_points=params.min_points)
         self.segmenter.cfg = replace(cfg, test=test)

@@ -64,7 +64,7 @@ class PreprocessConfig:
     crop_min: tuple[float, float, float] | None = None  # box in the output frame; None = none
     crop_max: tuple[float, float, float] | None = None
     crop_max_range: float = 0.0  # metres from each cloud's sensor origin; 0 = no limit
-    voxel_size: float = 0.02  # metres; 0 = no down-sampling
+    input_voxel_size: float = 0.02  # thinning grid (m), not the model's voxel; 0 = none
     max_points: int = 300_000  # cap on model points; 0 = no cap
     seed: int = 0  # of the cap's random subset
 
@@ -73,7 +73,7 @@ class PreprocessConfig:
             raise ValueError(f"accumulate_frames must be >= 1, got {self.accumulate_frames}")
         if self.accumulate_frames > 1 and not self.fixed_frame:
             raise ValueError("accumulate_frames > 1 needs fixed_frame (sweeps are merged there)")
-        for name in ("accumulate_seconds", "tolerance_s", "crop_max_range", "voxel_size"):
+        for name in ("accumulate_seconds", "tolerance_s", "crop_max_range", "input_voxel_size"):
             value = getattr(self, name)
             if not np.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be finite and >= 0, got {value}")
@@ -478,8 +478,8 @@ class Preprocessor:
         if points_xyz.shape[0] == 0:
             return Skipped("empty", "no points left inside the crop box", stamp, timings)
 
-        if cfg.voxel_size > 0:
-            grid = voxel_downsample(points_xyz, points_rgb, cfg.voxel_size)
+        if cfg.input_voxel_size > 0:
+            grid = voxel_downsample(points_xyz, points_rgb, cfg.input_voxel_size)
             model_xyz, model_rgb, to_model = grid.xyz, grid.rgb, grid.inverse
         else:
             model_xyz, model_rgb = points_xyz, points_rgb

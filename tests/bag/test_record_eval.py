@@ -32,7 +32,7 @@ MIN_REGION = 20
 
 
 def _params(tmp_path: Path, **extra: object) -> Path:
-    lines = ["/**:", "  ros__parameters:", "    voxel_size: 0.0", "    device: cpu", "    score_threshold: 0.1"]
+    lines = ["/**:", "  ros__parameters:", "    input_voxel_size: 0.0", "    device: cpu", "    score_threshold: 0.1"]
     lines += [f"    {k}: {json.dumps(v)}" for k, v in extra.items()]
     path = tmp_path / "params.yaml"
     path.write_text("\n".join(lines) + "\n")

@@ -287,7 +287,7 @@ class Graph:
 
 def make_node(context, checkpoint, ns: str, **overrides) -> SphMaskNode:
     # the oracle segmenters' scores are spread over [0.1, 1]: publish all of them
-    params = {"checkpoint": str(checkpoint), "device": "cpu", "voxel_size": 0.0,
+    params = {"checkpoint": str(checkpoint), "device": "cpu", "input_voxel_size": 0.0,
               "max_points": TEST_MAX_POINTS, "diagnostics_period": 0.2, "score_threshold": 0.1}
     params.update(overrides)
     return SphMaskNode(namespace=ns, context=context,
@@ -784,3 +784,28 @@ def test_class_names_override_and_device_errors(checkpoint):
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             Pipeline.from_params(NodeParams(checkpoint=str(checkpoint), device="cuda"), warmup=False)
+
+
+def test_input_grid_at_or_above_the_model_voxel_is_warned(checkpoint):
+    from sphmask_ros.params import NodeParams
+    from sphmask_ros.pipeline import Pipeline
+
+    class Log:
+        def __init__(self) -> None:
+            self.warnings: list[str] = []
+
+        def warning(self, msg: str) -> None:
+            self.warnings.append(msg)
+
+    quiet, loud = Log(), Log()
+    # the small model's voxel is 0.05 m
+    fine = Pipeline.from_params(NodeParams(checkpoint=str(checkpoint), device="cpu",
+                                           input_voxel_size=0.02), logger=quiet, warmup=False)
+    assert quiet.warnings == []
+    Pipeline.from_params(NodeParams(checkpoint=str(checkpoint), device="cpu",
+                                    input_voxel_size=0.05), logger=loud, warmup=False)
+    assert len(loud.warnings) == 1 and "input_voxel_size 0.05" in loud.warnings[0]
+    assert "voxel size 0.05" in loud.warnings[0]
+    fine.logger = quiet
+    fine.set_params(NodeParams(checkpoint=str(checkpoint), device="cpu", input_voxel_size=0.1))
+    assert len(quiet.warnings) == 1  # a run-time change is checked too

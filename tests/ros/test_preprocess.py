@@ -66,7 +66,7 @@ def test_accumulating_synthetic_frames_reproduces_the_scene(synthetic) -> None:
     cache = TransformCache()
     for f in frames:
         cache.add_odometry(_odometry(int(round(f.stamp * NS)), f.pose))
-    pre = Preprocessor(PreprocessConfig(fixed_frame="world", accumulate_frames=3, voxel_size=0.0,
+    pre = Preprocessor(PreprocessConfig(fixed_frame="world", accumulate_frames=3, input_voxel_size=0.0,
                                         max_points=0, tolerance_s=0.0), cache)
     for f in frames:
         out = pre.process_msg(_frame_msg(f, int(round(f.stamp * NS))))
@@ -93,7 +93,7 @@ def test_time_window_in_the_pipeline(synthetic) -> None:
     for f in frames:
         cache.add_odometry(_odometry(int(round(f.stamp * NS)), f.pose))
     pre = Preprocessor(PreprocessConfig(fixed_frame="world", accumulate_frames=5,
-                                        accumulate_seconds=0.15, voxel_size=0.05), cache)
+                                        accumulate_seconds=0.15, input_voxel_size=0.05), cache)
     outs = [pre.process_msg(_frame_msg(f, int(round(f.stamp * NS)))) for f in frames]
     assert [o.n_sweeps for o in outs] == [1, 2, 2]
 
@@ -103,7 +103,7 @@ def test_output_in_a_target_frame_and_crop_there() -> None:
     cache.set_static_from_params("base", "s", (0, 0, 1), (0, 0, 0, 1))  # sensor 1 m up
     cache.set_static_from_params("base", "out", (10, 0, 0), (0, 0, 0, 1))
     pts = np.array([[0, 0, 0], [1, 0, 0], [0, 0, 5]], np.float32)
-    cfg = PreprocessConfig(fixed_frame="base", target_frame="out", voxel_size=0.0,
+    cfg = PreprocessConfig(fixed_frame="base", target_frame="out", input_voxel_size=0.0,
                            crop_min=(-100, -100, -100), crop_max=(100, 100, 2.0))
     out = Preprocessor(cfg, cache).process(_cloud(pts, frame_id="s"))
     np.testing.assert_allclose(out.points_xyz, [[-10, 0, 1], [-9, 0, 1]])
@@ -115,7 +115,7 @@ def test_range_crop_is_measured_from_the_sensor() -> None:
     cache = TransformCache()
     cache.set_static_from_params("world", "s", (100, 0, 0), (0, 0, 0, 1))
     pts = np.array([[1, 0, 0], [0, 3, 0], [2, 2, 0]], np.float32)
-    cfg = PreprocessConfig(fixed_frame="world", voxel_size=0.0, crop_max_range=2.9)
+    cfg = PreprocessConfig(fixed_frame="world", input_voxel_size=0.0, crop_max_range=2.9)
     out = Preprocessor(cfg, cache).process(_cloud(pts))
     np.testing.assert_array_equal(out.point_raw_index, [0, 2])
 
@@ -144,8 +144,8 @@ def test_config_validation() -> None:
         PreprocessConfig(crop_min=(0, 0, 0), crop_max=(1, 0, 1)).validate()
     with pytest.raises(ValueError, match="together"):
         PreprocessConfig(crop_min=(0, 0, 0)).validate()
-    with pytest.raises(ValueError, match="voxel_size"):
-        PreprocessConfig(voxel_size=-1.0).validate()
+    with pytest.raises(ValueError, match="input_voxel_size"):
+        PreprocessConfig(input_voxel_size=-1.0).validate()
 
 
 # ------------------------------------------------------------------- accumulator
@@ -184,7 +184,7 @@ def test_accumulator_time_window_and_time_jumps() -> None:
 def test_update_config_resizes_and_resets() -> None:
     cache = TransformCache()
     cache.set_static_from_params("w", "s", (0, 0, 0), (0, 0, 0, 1))
-    pre = Preprocessor(PreprocessConfig(fixed_frame="w", accumulate_frames=3, voxel_size=0), cache)
+    pre = Preprocessor(PreprocessConfig(fixed_frame="w", accumulate_frames=3, input_voxel_size=0), cache)
     for k in range(3):
         out = pre.process(_cloud(np.full((1, 3), k), stamp_ns=k))
     assert out.n_sweeps == 3
@@ -246,7 +246,7 @@ def test_voxel_methods_agree_with_colour() -> None:
 def test_voxel_downsample_rejects_bad_input() -> None:
     with pytest.raises(ValueError, match="too many"):
         voxel_downsample(np.array([[0, 0, 0], [1e4, 1e4, 1e4]]), None, 0.01, method="dense")
-    with pytest.raises(ValueError, match="voxel_size"):
+    with pytest.raises(ValueError, match="input_voxel_size"):
         voxel_downsample(np.zeros((2, 3)), None, 0.0)
     with pytest.raises(ValueError, match="shape"):
         voxel_downsample(np.zeros((2, 2)), None, 0.1)
@@ -276,7 +276,7 @@ def test_cap_points() -> None:
 def test_cap_and_voxel_maps_in_the_pipeline() -> None:
     rng = np.random.default_rng(2)
     pts = rng.uniform(0, 1, size=(5000, 3)).astype(np.float32)
-    cfg = PreprocessConfig(voxel_size=0.1, max_points=300, seed=3)
+    cfg = PreprocessConfig(input_voxel_size=0.1, max_points=300, seed=3)
     out = Preprocessor(cfg).process(_cloud(pts))
     n_cells = len(np.unique(np.floor(pts.astype(np.float64) / 0.1).astype(int), axis=0))
     assert out.capped and out.n_model_before_cap == n_cells and out.xyz.shape == (300, 3)
