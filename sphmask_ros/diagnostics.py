@@ -1,11 +1,22 @@
 """Run-time statistics of the node and their `/diagnostics` form (diagnostic_updater stand-in).
 
-`RuntimeStats` is written by the subscription callbacks (received / invalid / capped) and by the
-worker thread (processed frames, timings, errors), and read by the diagnostics timer, so every
-access goes through one lock. `diagnostic_array` turns a snapshot into a
-`diagnostic_msgs/DiagnosticArray` with Autoware's processing-time logic: WARN when the last
-end-to-end latency exceeds `latency_warn_ms`, ERROR above `latency_error_ms` or when the last
-frame failed in the model.
+`RuntimeStats` is written by the subscription callbacks (received / invalid / capped, points
+dropped by reason, clouds DDS reported lost) and by the worker thread (processed frames,
+timings, errors), and read by the diagnostics timer, so every access goes through one lock.
+`diagnostic_array` turns a snapshot into a `diagnostic_msgs/DiagnosticArray` with Autoware's
+processing-time logic: WARN when the last end-to-end latency exceeds `latency_warn_ms`, ERROR
+above `latency_error_ms` or when the last frame failed in the model; WARN as well when clouds
+were lost in transport since the last report.
+
+Per input topic it reports what DDS saw published (clouds received + clouds the middleware
+reported lost, i.e. sequence numbers that never arrived whole) beside what the node received,
+as totals and as rates over the last report period (`TransportWindow`), so a transport that
+silently drops large clouds shows up as a gap between the two rates.
+
+Latency statistics only take plausible stamps: a stamp more than `STAMP_MAX_FUTURE_S` ahead of
+the node's clock (ROS time: sim time when `use_sim_time`) or more than `STAMP_MAX_AGE_S`
+behind it is not a latency but a clock problem (stamp 0, a bag replayed without /clock); such
+frames are counted as `stamp_invalid` and leave the latency figures alone.
 """
 
 from __future__ import annotations
@@ -17,6 +28,9 @@ from typing import Mapping
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from std_msgs.msg import Header
 
+STAMP_MAX_FUTURE_S = 1.0  # clock offset between sensor and node hosts that is still a latency
+STAMP_MAX_AGE_S = 300.0  # the newest-only hand-off cannot make a frame this late
+
 COUNTERS = (
     "received",          # clouds that reached a callback
     "processed",         # clouds whose results were published
@@ -25,7 +39,24 @@ COUNTERS = (
     "capped",            # clouds cut down to max_points
     "model_errors",      # frames dropped because inference raised
     "qos_incompatible",  # QoS-incompatibility events on inputs or outputs
+    "stamp_invalid",     # processed clouds whose stamp gives no plausible latency
+    "callback_errors",   # unexpected exceptions caught in a callback (logged, node kept going)
 )
+
+
+def plausible_latency(latency_ms: float) -> bool:
+    """Whether now - stamp (ms) is a latency rather than a wrong stamp or clock."""
+    return -STAMP_MAX_FUTURE_S * 1e3 <= latency_ms <= STAMP_MAX_AGE_S * 1e3
+
+
+@dataclass
+class TopicStats:
+    """Cumulative per-input-topic figures (plain values)."""
+
+    received: int = 0  # clouds that reached the callback
+    lost: int = 0  # clouds DDS reported lost (never arrived whole)
+    points_dropped: dict[str, int] = field(default_factory=dict)  # by reason
+    points_colour_cleared: int = 0
 
 
 @dataclass
@@ -41,6 +72,7 @@ class StatsSnapshot:
     mean_latency_ms: float | None
     last_error: str = ""
     last_frame_failed: bool = False
+    topics: dict[str, TopicStats] = field(default_factory=dict)
 
 
 @dataclass
@@ -56,6 +88,8 @@ class RuntimeStats:
     _sum_latency_ms: float = 0.0
     _last_error: str = ""
     _last_failed: bool = False
+    _topics: dict[str, TopicStats] = field(default_factory=dict)
+    _n_latency: int = 0
 
     def count(self, name: str, n: int = 1) -> None:
         if name not in COUNTERS:
@@ -63,16 +97,47 @@ class RuntimeStats:
         with self._lock:
             self._counters[name] += n
 
-    def record_frame(self, stages_ms: Mapping[str, float], total_ms: float, latency_ms: float) -> None:
-        """A frame was published: remember its timings."""
+    def _topic(self, topic: str) -> TopicStats:
+        return self._topics.setdefault(topic, TopicStats())
+
+    def record_received(self, topic: str) -> None:
+        """A cloud reached the callback of `topic`."""
+        with self._lock:
+            self._counters["received"] += 1
+            self._topic(topic).received += 1
+
+    def record_lost(self, topic: str, total_lost: int) -> None:
+        """DDS's running count of clouds lost on `topic` (message_lost event)."""
+        with self._lock:
+            stats = self._topic(topic)
+            stats.lost = max(stats.lost, int(total_lost))
+
+    def record_points(self, topic: str, dropped: Mapping[str, int], colour_cleared: int) -> None:
+        """Points of one cloud dropped (by reason) or kept without colour."""
+        if not dropped and not colour_cleared:
+            return
+        with self._lock:
+            stats = self._topic(topic)
+            for reason, n in dropped.items():
+                stats.points_dropped[reason] = stats.points_dropped.get(reason, 0) + int(n)
+            stats.points_colour_cleared += int(colour_cleared)
+
+    def record_frame(self, stages_ms: Mapping[str, float], total_ms: float,
+                     latency_ms: float | None) -> None:
+        """A frame was published: remember its timings. `latency_ms` None: the stamp gave no
+        plausible latency (counted as stamp_invalid, latency figures unchanged)."""
         with self._lock:
             self._counters["processed"] += 1
             self._stages_ms = dict(stages_ms)
             self._total_ms = float(total_ms)
+            self._last_failed = False
+            if latency_ms is None:
+                self._counters["stamp_invalid"] += 1
+                return
             self._latency_ms = float(latency_ms)
             self._max_latency_ms = max(self._max_latency_ms, float(latency_ms))
             self._sum_latency_ms += float(latency_ms)
-            self._last_failed = False
+            self._n_latency += 1
 
     def record_error(self, message: str) -> None:
         """Inference raised on a frame (it was dropped)."""
@@ -83,7 +148,7 @@ class RuntimeStats:
 
     def snapshot(self, dropped: int) -> StatsSnapshot:
         with self._lock:
-            n = self._counters["processed"]
+            n = self._n_latency
             return StatsSnapshot(
                 counters=dict(self._counters),
                 dropped=int(dropped),
@@ -94,6 +159,8 @@ class RuntimeStats:
                 mean_latency_ms=self._sum_latency_ms / n if n else None,
                 last_error=self._last_error,
                 last_frame_failed=self._last_failed,
+                topics={k: TopicStats(v.received, v.lost, dict(v.points_dropped),
+                                      v.points_colour_cleared) for k, v in self._topics.items()},
             )
 
 
@@ -111,6 +178,36 @@ def status_level(snap: StatsSnapshot, warn_ms: float, error_ms: float) -> tuple[
     return DiagnosticStatus.OK, f"latency {lat:.0f} ms"
 
 
+@dataclass
+class TopicRates:
+    """One input topic over the last report period."""
+
+    published_hz: float  # what DDS saw: received + lost
+    received_hz: float
+    lost: int  # clouds lost in transport during the period
+
+
+class TransportWindow:
+    """Rates per input topic between consecutive diagnostics reports (not thread-safe: the
+    diagnostics timer is its only user)."""
+
+    def __init__(self) -> None:
+        self._last: tuple[float, dict[str, tuple[int, int]]] | None = None
+
+    def update(self, now_s: float, topics: Mapping[str, TopicStats]) -> dict[str, TopicRates]:
+        counts = {k: (v.received, v.lost) for k, v in topics.items()}
+        last, self._last = self._last, (now_s, counts)
+        if last is None or now_s <= last[0]:
+            return {}
+        dt = now_s - last[0]
+        rates = {}
+        for topic, (received, lost) in counts.items():
+            r0, l0 = last[1].get(topic, (0, 0))
+            d_recv, d_lost = received - r0, lost - l0
+            rates[topic] = TopicRates((d_recv + d_lost) / dt, d_recv / dt, d_lost)
+        return rates
+
+
 def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.2f}"
 
@@ -123,9 +220,18 @@ def diagnostic_array(
     model_name: str,
     warn_ms: float,
     error_ms: float,
+    rates: Mapping[str, TopicRates] | None = None,
 ) -> DiagnosticArray:
-    """One DiagnosticStatus "<node_name>: processing" with counters, timings and the model."""
+    """One DiagnosticStatus "<node_name>: processing" with counters, timings, the model and,
+    per input topic, transport figures (`rates`: from `TransportWindow.update`)."""
+    rates = rates or {}
     level, message = status_level(snap, warn_ms, error_ms)
+    lossy = {t: r for t, r in rates.items() if r.lost > 0}
+    if lossy and level == DiagnosticStatus.OK:
+        level = DiagnosticStatus.WARN
+        message = "; ".join(
+            f"{r.lost} clouds lost in transport on '{t}' (DDS saw {r.published_hz:.1f} Hz "
+            f"published, the node received {r.received_hz:.1f} Hz)" for t, r in lossy.items())
     values = [
         KeyValue(key="device", value=device),
         KeyValue(key="model", value=model_name),
@@ -137,6 +243,18 @@ def diagnostic_array(
     ]
     values += [KeyValue(key=f"frames_{k}", value=str(v)) for k, v in snap.counters.items()]
     values += [KeyValue(key=f"stage_{k}_ms", value=_fmt(v)) for k, v in snap.last_stages_ms.items()]
+    for topic, t in sorted(snap.topics.items()):
+        pre = f"input[{topic}]"
+        values += [KeyValue(key=f"{pre}.received", value=str(t.received)),
+                   KeyValue(key=f"{pre}.lost_in_transport", value=str(t.lost))]
+        if topic in rates:
+            values += [KeyValue(key=f"{pre}.published_hz", value=_fmt(rates[topic].published_hz)),
+                       KeyValue(key=f"{pre}.received_hz", value=_fmt(rates[topic].received_hz))]
+        values += [KeyValue(key=f"{pre}.points_dropped.{reason}", value=str(n))
+                   for reason, n in sorted(t.points_dropped.items())]
+        if t.points_colour_cleared:
+            values.append(KeyValue(key=f"{pre}.points_colour_cleared",
+                                   value=str(t.points_colour_cleared)))
     status = DiagnosticStatus(
         level=level,
         name=f"{node_name}: processing",

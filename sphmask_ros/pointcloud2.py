@@ -12,8 +12,13 @@ Conventions (the node and the bag tools rely on them):
   *flattened raw cloud*: row-major ``row * width + col`` for organized clouds, NaN/Inf points
   keep their slots. Instance point indices published by the node therefore refer to the
   input message as received.
-* Non-finite points (any of x, y, z NaN or +-Inf) are dropped by ``decode_cloud`` whatever
-  ``is_dense`` claims, because drivers get ``is_dense`` wrong. ``read_points`` /
+* Bad points are dropped by ``decode_cloud``, never whole frames, and counted by reason in
+  ``DecodedCloud.dropped``: ``non_finite`` (any of x, y, z NaN or +-Inf, whatever ``is_dense``
+  claims, because drivers get ``is_dense`` wrong), ``int_limit`` (an integer coordinate at its
+  type's minimum or maximum: a "no return" sentinel or an overflow), ``out_of_range`` (a
+  coordinate beyond ``MAX_ABS_COORDINATE`` metres, where float32 cannot resolve centimetres
+  and voxel keys overflow). Points whose colour is not finite keep their place
+  with "no colour" (0, the colour-free value), counted in ``DecodedCloud.colour_cleared``. ``read_points`` /
   ``read_points_numpy`` keep sensor_msgs_py's semantics instead (NaN filter only when
   ``skip_nans`` and not ``is_dense``).
 * Buffer size: ``data`` must be exactly ``row_step * height`` bytes with
@@ -23,8 +28,13 @@ Conventions (the node and the bag tools rely on them):
   and guessing would silently scramble points.
 * Colours come out as float32 in [-1, 1] (``raw / 127.5 - 1``, the Scene contract). Packed
   ``rgb``/``rgba`` fields (float32 or uint32 bits, ``0xAARRGGBB``) and separate ``r``/``g``/``b``
-  fields are understood; separate integer channels are read as 0..255, floating channels as
-  0..1.
+  fields are understood; separate integer channels are read as 0..their type's maximum,
+  floating channels as 0..1 (``sphmask_core.data.colour``).
+* Hostile layouts cost no more than the message's size: every size is checked with Python
+  integers (no overflow) against the buffer before anything is allocated, a field with
+  ``count > MAX_NAMED_COUNT`` is one ``(count,)`` sub-array instead of ``count`` named
+  columns, and at most ``MAX_FIELDS`` fields covering at most ``MAX_FIELD_BYTES_PER_STEP``
+  times ``point_step`` bytes are accepted.
 * ``PointField.count == 0`` is read as 1: it is the message default, and hand-written
   publishers often leave it unset.
 """
@@ -81,6 +91,17 @@ _NUMPY_TO_POINTFIELD: dict[np.dtype, int] = {v: k for k, v in POINTFIELD_DTYPES.
 # Same prefix as sensor_msgs_py, so field names agree for unnamed (padding) fields.
 _HOST_BIG_ENDIAN = sys.byteorder == "big"
 
+# Metres. float32 spacing reaches 6 cm at 1e6 m; no sensor measures that far.
+MAX_ABS_COORDINATE = 1.0e6
+# A field with more elements is one sub-array column: naming each element costs a Python
+# string per element (sensor_msgs_py naming), which a 150-byte message can make 3e8 of.
+MAX_NAMED_COUNT = 64
+# Real drivers publish under 20 fields, which never overlap by more than an alias (rgb/rgba).
+MAX_FIELDS = 1024
+MAX_FIELD_BYTES_PER_STEP = 4
+# numpy sizes are C ints.
+_MAX_ITEMSIZE = 2**31 - 1
+
 
 @dataclass
 class DecodedCloud:
@@ -103,6 +124,8 @@ class DecodedCloud:
     extras: dict[str, np.ndarray] = field(default_factory=dict)  # each (M,) native dtype
     frame_id: str = ""
     stamp_ns: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)  # points dropped, by reason (> 0 only)
+    colour_cleared: int = 0  # kept points whose non-finite colour became "no colour"
 
     def __len__(self) -> int:
         return int(self.xyz.shape[0])
@@ -122,14 +145,23 @@ def dtype_from_fields(
     """Structured dtype of one point: any field order and offsets, padding, ``count > 1``.
 
     The itemsize is ``point_step`` so padding between and after fields is skipped. A field with
-    ``count > 1`` becomes sub-fields ``name_0 .. name_{count-1}`` (sensor_msgs_py naming), an
-    unnamed field becomes ``unnamed_field_<i>``. Raises ``CloudError`` for an unknown datatype,
-    a duplicate name, a negative offset or a field reaching past ``point_step``.
+    ``1 < count <= MAX_NAMED_COUNT`` becomes sub-fields ``name_0 .. name_{count-1}``
+    (sensor_msgs_py naming), a larger count one sub-array field ``name`` of shape ``(count,)``;
+    an unnamed field becomes ``unnamed_field_<i>``. Raises ``CloudError`` for an unknown
+    datatype, a duplicate name, a negative offset, a field reaching past ``point_step``, a
+    ``point_step`` numpy cannot represent, more than ``MAX_FIELDS`` fields or fields covering
+    more than ``MAX_FIELD_BYTES_PER_STEP * point_step`` bytes.
     """
     order = ">" if is_bigendian else "<"
+    if point_step > _MAX_ITEMSIZE:
+        raise CloudError(f"point_step {point_step} is larger than any cloud can be (2**31 - 1)")
+    if len(fields) > MAX_FIELDS:
+        raise CloudError(f"cloud declares {len(fields)} fields, more than {MAX_FIELDS}")
     names: list[str] = []
-    formats: list[np.dtype] = []
+    seen: set[str] = set()
+    formats: list[np.dtype | tuple] = []
     offsets: list[int] = []
+    covered = 0
     for i, f in enumerate(fields):
         name = _field_name(f, i)
         base = POINTFIELD_DTYPES.get(int(f.datatype))
@@ -147,13 +179,24 @@ def dtype_from_fields(
                 f"point_step {point_step} is smaller than the extent of field '{name}' "
                 f"(offset {f.offset} + {count} x {base.itemsize} bytes = {end})"
             )
+        covered += end - int(f.offset)
+        if covered > MAX_FIELD_BYTES_PER_STEP * point_step:
+            raise CloudError(
+                f"fields cover {covered} bytes of a {point_step}-byte point (more than "
+                f"{MAX_FIELD_BYTES_PER_STEP}x overlap)"
+            )
         fmt = base.newbyteorder(order) if base.itemsize > 1 else base
-        sub = [name] if count == 1 else [f"{name}_{a}" for a in range(count)]
-        for a, sub_name in enumerate(sub):
-            if sub_name in names:
+        if count > MAX_NAMED_COUNT:
+            sub, formats_sub = [name], [(fmt, (count,))]
+        else:
+            sub = [name] if count == 1 else [f"{name}_{a}" for a in range(count)]
+            formats_sub = [fmt] * len(sub)
+        for a, (sub_name, sub_fmt) in enumerate(zip(sub, formats_sub)):
+            if sub_name in seen:
                 raise CloudError(f"duplicate PointField name '{sub_name}'")
+            seen.add(sub_name)
             names.append(sub_name)
-            formats.append(fmt)
+            formats.append(sub_fmt)
             offsets.append(int(f.offset) + a * base.itemsize)
     if point_step <= 0 and names:
         raise CloudError(f"point_step must be positive, got {point_step}")
@@ -175,14 +218,15 @@ def _structured_view(msg: PointCloud2) -> np.ndarray:
     """Validate the buffer and return the (height*width,) structured points, row-major."""
     height, width = int(msg.height), int(msg.width)
     point_step, row_step = int(msg.point_step), int(msg.row_step)
-    dtype = dtype_from_fields(msg.fields, point_step, bool(msg.is_bigendian))
     buf = _buffer(msg.data)
+    # Sizes first, in Python integers (no overflow), so that nothing the header claims can
+    # make the dtype or the view bigger than the buffer that actually arrived.
     if height * width == 0:
         if buf.size:
             raise CloudError(
                 f"cloud has width*height = 0 but {buf.size} data bytes; layout is inconsistent"
             )
-        return np.empty(0, dtype=dtype)
+        return np.empty(0, dtype=dtype_from_fields(msg.fields, point_step, bool(msg.is_bigendian)))
     if point_step <= 0:
         raise CloudError(f"point_step must be positive, got {point_step}")
     packed_row = width * point_step
@@ -197,6 +241,7 @@ def _structured_view(msg: PointCloud2) -> np.ndarray:
             f"data has {buf.size} bytes, {what} than row_step*height = {row_step}*{height} "
             f"= {expected} (width {width}, point_step {point_step})"
         )
+    dtype = dtype_from_fields(msg.fields, point_step, bool(msg.is_bigendian))
     rows = buf.reshape(height, row_step)[:, :packed_row]
     # (H, W): rows first, the message's row-major order (sensor_msgs_py #236 swaps these).
     points = rows.view(dtype)
@@ -263,18 +308,22 @@ def decode_cloud(msg: PointCloud2) -> DecodedCloud:
     with np.errstate(over="ignore", invalid="ignore"):  # out-of-range values become Inf, dropped
         for c, name in enumerate("xyz"):
             xyz[:, c] = points[name]
-    # Checked after the float32 cast: a finite float64 beyond float32 range becomes Inf.
-    # 1-D passes and np.compress: many times faster than .all(axis=1) / boolean indexing.
-    finite = np.isfinite(xyz[:, 0]) & np.isfinite(xyz[:, 1]) & np.isfinite(xyz[:, 2])  # (N,)
-    if finite.all():
+    ok, dropped = _valid_points(points, xyz)
+    if ok is None:
         keep = None
         index = np.arange(n_raw, dtype=np.int64)
     else:
-        index = np.flatnonzero(finite).astype(np.int64, copy=False)
+        index = np.flatnonzero(ok).astype(np.int64, copy=False)
         keep = index
-        xyz = np.compress(finite, xyz, axis=0)
+        xyz = np.compress(ok, xyz, axis=0)
 
     rgb, used = structured_colour(points, names, keep)
+    colour_cleared = 0
+    if rgb is not None:
+        bad = ~(np.isfinite(rgb[:, 0]) & np.isfinite(rgb[:, 1]) & np.isfinite(rgb[:, 2]))  # (M,)
+        colour_cleared = int(np.count_nonzero(bad))
+        if colour_cleared:
+            rgb[bad] = 0.0
     intensity = None
     if "intensity" in names:
         intensity = _column(points, "intensity", keep).astype(np.float32, copy=False)
@@ -288,7 +337,35 @@ def decode_cloud(msg: PointCloud2) -> DecodedCloud:
     return DecodedCloud(
         xyz=xyz, rgb=rgb, intensity=intensity, index=index, n_raw=n_raw,
         height=height, width=width, extras=extras, frame_id=frame_id, stamp_ns=stamp_ns,
+        dropped=dropped, colour_cleared=colour_cleared,
     )
+
+
+def _valid_points(points: np.ndarray, xyz: np.ndarray) -> tuple[np.ndarray | None, dict[str, int]]:
+    """(N,) keep-mask (None = keep all) and the number of dropped points per reason.
+
+    A point counts under the first reason that applies: non_finite, int_limit, out_of_range.
+    1-D passes per column: many times faster than ``.all(axis=1)`` on an (N, 3) array.
+    """
+    finite = np.isfinite(xyz[:, 0]) & np.isfinite(xyz[:, 1]) & np.isfinite(xyz[:, 2])  # (N,)
+    not_sentinel = finite
+    for name in "xyz":
+        dt = points.dtype[name]
+        if dt.kind in "iu":
+            info, col = np.iinfo(dt), points[name]
+            not_sentinel = not_sentinel & (col != info.min) & (col != info.max)
+    ok = not_sentinel.copy() if not_sentinel is finite else not_sentinel
+    with np.errstate(invalid="ignore"):
+        for c in range(3):
+            ok &= np.abs(xyz[:, c]) <= MAX_ABS_COORDINATE
+    n = ok.shape[0]
+    n_ok = int(np.count_nonzero(ok))
+    if n_ok == n:
+        return None, {}
+    n_finite, n_not_sentinel = int(np.count_nonzero(finite)), int(np.count_nonzero(not_sentinel))
+    counts = {"non_finite": n - n_finite, "int_limit": n_finite - n_not_sentinel,
+              "out_of_range": n_not_sentinel - n_ok}
+    return ok, {k: v for k, v in counts.items() if v}
 
 
 def read_points(

@@ -14,11 +14,15 @@
 * the run-time parameter callbacks (validated by `params.validate_update`).
 
 Every failure on a frame is logged (throttled), counted in the diagnostics and the frame is
-dropped; the node keeps serving.
+dropped; the node keeps serving. No exception leaves a callback (input, odometry, timer): a
+bug or a hostile message is logged and counted as `callback_errors`, never fatal. Once the
+context is shut down (Ctrl-C while a frame is in the worker), a frame that can no longer be
+published is dropped quietly.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from typing import Any, Callable
@@ -33,7 +37,12 @@ from visualization_msgs.msg import MarkerArray
 
 from sphmask.msg import ClassMap, InstanceArray, ProcessingTime
 from sphmask_ros import conversions
-from sphmask_ros.diagnostics import RuntimeStats, diagnostic_array
+from sphmask_ros.diagnostics import (
+    RuntimeStats,
+    TransportWindow,
+    diagnostic_array,
+    plausible_latency,
+)
 from sphmask_ros.handoff import LatestSlot, Worker
 from sphmask_ros.params import NodeParams, make_on_set_callback
 from sphmask_ros.pipeline import (
@@ -107,6 +116,8 @@ class NodeRuntime:
         self._worker: Worker[Frame] | None = None
         self._params_lock = threading.Lock()
         self._param_handles: list[Any] = []
+        self._transport = TransportWindow()
+        self._stamp_warned: set[str] = set()
 
     # ------------------------------------------------------------------ model
     def load_model(self) -> None:
@@ -186,17 +197,30 @@ class NodeRuntime:
                             throttle_duration_sec=THROTTLE_S)
             return cb
 
+        def lost(topic: str) -> Callable[[Any], None]:
+            def cb(info: Any) -> None:
+                self.stats.record_lost(topic, int(info.total_count))
+                log.warning(f"{info.total_count} clouds lost in transport on '{topic}' so far "
+                            f"(DDS: sent but never received whole; large best-effort clouds "
+                            f"need config/fastdds.xml on the publisher's side too)",
+                            throttle_duration_sec=THROTTLE_S)
+            return cb
+
         for topic in self.params.input_topics:
             sub = self.node.create_subscription(
                 PointCloud2, topic, self._make_cloud_callback(topic), input_qos(self.params),
-                event_callbacks=SubscriptionEventCallbacks(incompatible_qos=incompatible(topic)))
+                event_callbacks=SubscriptionEventCallbacks(incompatible_qos=incompatible(topic),
+                                                           message_lost=lost(topic)))
             self._subs.append(sub)
             log.info(f"listening to '{sub.topic_name}' ({self.params.qos_input_reliability}, "
                      f"depth {self.params.qos_input_depth})")
         if self.params.fixed_frame and self.params.pose_source == "odometry":
             self._subs.append(self.node.create_subscription(
-                Odometry, self.params.odometry_topic, self._on_odometry, output_qos(50)))
-        self._timer = self.node.create_timer(self.params.diagnostics_period, self.publish_diagnostics)
+                Odometry, self.params.odometry_topic,
+                self._guarded("odometry callback", self._on_odometry), output_qos(50)))
+        self._timer = self.node.create_timer(self.params.diagnostics_period,
+                                             self._guarded("diagnostics timer",
+                                                           self.publish_diagnostics))
         self.publish_class_map()
 
     def stop(self) -> None:
@@ -239,9 +263,24 @@ class NodeRuntime:
             self.publish_class_map()
 
     # ------------------------------------------------------------------ callbacks
+    def _guarded(self, what: str, fn: Callable[..., None]) -> Callable[..., None]:
+        """`fn` with every exception logged and counted: an executor callback must not raise,
+        or rclpy's spin ends and the node with it."""
+        def call(*args: Any) -> None:
+            try:
+                fn(*args)
+            except Exception as exc:  # noqa: BLE001 - see docstring
+                if not self.node.context.ok():
+                    return  # shutting down: rcl refuses handles, nothing is lost
+                self.stats.count("callback_errors")
+                self.node.get_logger().error(f"unexpected error in the {what}: "
+                                             f"{type(exc).__name__}: {exc}",
+                                             throttle_duration_sec=THROTTLE_S)
+        return call
+
     def _make_cloud_callback(self, topic: str) -> Callable[[PointCloud2], None]:
         def on_cloud(msg: PointCloud2) -> None:
-            self.stats.count("received")
+            self.stats.record_received(topic)
             try:
                 frame = decode_frame(msg, topic, _now_ns(self.node))
             except CloudError as exc:
@@ -249,17 +288,25 @@ class NodeRuntime:
                 self.node.get_logger().warning(
                     f"skipping malformed cloud on '{topic}': {exc}", throttle_duration_sec=THROTTLE_S)
                 return
+            self.stats.record_points(topic, frame.cloud.dropped, frame.cloud.colour_cleared)
+            if frame.cloud.dropped:
+                reasons = ", ".join(f"{n} {r}" for r, n in frame.cloud.dropped.items())
+                self.node.get_logger().warning(
+                    f"cloud on '{topic}': dropped bad points ({reasons})",
+                    throttle_duration_sec=THROTTLE_S)
             try:
                 self.slot.put(frame, key=topic)
             except RuntimeError:
                 pass  # stopping: the slot is closed, the frame is not wanted any more
-        return on_cloud
+        return self._guarded(f"input callback of '{topic}'", on_cloud)
 
     def _on_odometry(self, msg: Odometry) -> None:
         if self.pipeline is not None:
             self.pipeline.add_odometry(msg)
 
     def _on_worker_error(self, exc: BaseException) -> None:
+        if not self.node.context.ok():
+            return  # Ctrl-C while a frame was in flight: its results have nowhere to go
         self.stats.record_error(f"{type(exc).__name__}: {exc}")
         self.node.get_logger().error(f"unexpected error in the worker: {exc!r}",
                                      throttle_duration_sec=THROTTLE_S)
@@ -287,9 +334,26 @@ class NodeRuntime:
             self.stats.count("capped")
             log.warning(f"cloud of {result.n_before_cap} points capped to max_points="
                         f"{self.params.max_points}", throttle_duration_sec=THROTTLE_S)
-        self._publish(result, pipeline)
+        if not self.node.context.ok():
+            return  # Ctrl-C while this frame was processed: nothing can be published any more
+        self._publish(result, pipeline, frame.topic)
 
-    def _publish(self, result: FrameResult, pipeline: Pipeline) -> None:
+    def _latency_ms(self, stamp_ns: int, topic: str) -> float | None:
+        """now - stamp on the node's clock, None (warned once per topic) when implausible."""
+        latency_ms = (_now_ns(self.node) - stamp_ns) / 1e6
+        if plausible_latency(latency_ms):
+            return latency_ms
+        if topic not in self._stamp_warned:
+            self._stamp_warned.add(topic)
+            sim = self.node.get_clock().ros_time_is_active
+            self.node.get_logger().warning(
+                f"cloud on '{topic}' stamped {stamp_ns / 1e9:.3f} s is {latency_ms / 1e3:.3g} s "
+                f"{'behind' if latency_ms > 0 else 'ahead of'} the node's clock "
+                f"({'sim time' if sim else 'system time'}); latency statistics ignore such "
+                f"stamps (counted as stamp_invalid; warned once)")
+        return None
+
+    def _publish(self, result: FrameResult, pipeline: Pipeline, topic: str = "") -> None:
         pubs = self._pubs
         if not pubs:
             return
@@ -308,14 +372,14 @@ class NodeRuntime:
         stages["publish"] = time.perf_counter() - t0 - stages.get("encode", 0.0)
         stages_ms = {k: v * 1e3 for k, v in stages.items()}
         total_ms = sum(stages_ms.values())
-        latency_ms = (_now_ns(self.node) - result.stamp_ns) / 1e6
+        latency_ms = self._latency_ms(result.stamp_ns, topic)
         self.stats.record_frame(stages_ms, total_ms, latency_ms)
         timing = ProcessingTime()
         timing.header = result.header
         timing.stage_names = list(stages_ms)
         timing.stage_ms = [float(v) for v in stages_ms.values()]
         timing.total_ms = float(total_ms)
-        timing.latency_ms = float(latency_ms)
+        timing.latency_ms = math.nan if latency_ms is None else float(latency_ms)
         timing.dropped_frames = int(self.slot.dropped)
         pubs["processing_time"].publish(timing)
 
@@ -326,11 +390,13 @@ class NodeRuntime:
         pipeline = self.pipeline
         header = Header(stamp=self.node.get_clock().now().to_msg())
         snap = self.stats.snapshot(dropped=self.slot.dropped)
+        rates = self._transport.update(time.monotonic(), snap.topics)
         pub.publish(diagnostic_array(
             header, self.node.get_name(), snap,
             device=str(pipeline.device) if pipeline else "none",
             model_name=pipeline.model_name if pipeline else "none",
-            warn_ms=self.params.latency_warn_ms, error_ms=self.params.latency_error_ms))
+            warn_ms=self.params.latency_warn_ms, error_ms=self.params.latency_error_ms,
+            rates=rates))
 
     # ------------------------------------------------------------------ introspection (tests)
     @property

@@ -2,7 +2,8 @@
 
 One rule for every cloud source, so the node, the bag tools and `sphmask-predict` see the same
 colours: packed ``rgb``/``rgba`` fields (4 bytes: float32 or uint32 bits of ``0xAARRGGBB``), or
-separate ``r``/``g``/``b`` channels (integers as 0..255, floats as 0..1). Output is float32 in
+separate ``r``/``g``/``b`` channels (integers as 0..the maximum of their type, e.g. 0..255 for
+uint8 and 0..65535 for uint16; floats as 0..1, clipped). Output is float32 in
 [-1, 1] (``raw / 127.5 - 1``, the Scene contract).
 """
 
@@ -43,8 +44,11 @@ def structured_colour(
         for c, name in enumerate("rgb"):
             col = points[name] if keep is None else points[name][keep]
             if np.issubdtype(col.dtype, np.floating):
-                rgb[:, c] = col * 2.0 - 1.0  # channels in 0..1
+                unit = np.clip(col, 0.0, 1.0)  # channels in 0..1
+                unit[~np.isfinite(col)] = np.nan  # not a colour; clip would make Inf one
             else:
-                rgb[:, c] = col / 127.5 - 1.0  # channels in 0..255
+                # any integer width: 0..its maximum (uint16 cameras), negative values clipped
+                unit = np.clip(col, 0, None) / float(np.iinfo(col.dtype).max)
+            rgb[:, c] = unit * 2.0 - 1.0
         return rgb, {"r", "g", "b"}
     return None, set()
