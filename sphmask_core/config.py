@@ -9,16 +9,12 @@ files in `sphmask_core/configs/` mirror it key by key; any key that is not a fie
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from sphmask_core.config_io import Converters, from_plain, read_yaml, to_plain
 from sphmask_core.data.scene import S3DIS_LABELS, SCANNET_LABELS, STPLS3D_LABELS, SYNTHETIC_LABELS, LabelSpec
 from sphmask_core.losses.criterion import LossConfig
 from sphmask_core.model.backbone import BackboneConfig
@@ -201,12 +197,6 @@ class ModelConfig:
             raise ValueError(f"xyz_feature must be one of {XYZ_FEATURES}, got {self.xyz_feature!r}")
         if self.voxel_units not in VOXEL_UNITS:
             raise ValueError(f"voxel_units must be one of {VOXEL_UNITS}, got {self.voxel_units!r}")
-        # the box L1 losses scale by voxels-per-metre; a stale value silently reweights them
-        if abs(self.loss.voxel_scale * self.backbone.voxel_size - 1.0) > 1e-6:
-            raise ValueError(
-                f"loss.voxel_scale ({self.loss.voxel_scale}) must equal 1 / backbone.voxel_size "
-                f"({1.0 / self.backbone.voxel_size:g})"
-            )
 
     @property
     def in_channels(self) -> int:
@@ -216,6 +206,11 @@ class ModelConfig:
     @property
     def voxel_size(self) -> float:
         return self.backbone.voxel_size
+
+    @property
+    def voxel_scale(self) -> float:
+        """Voxels per metre: the unit of the box and offset L1 losses (ScanNet: 50)."""
+        return 1.0 / self.backbone.voxel_size
 
     @property
     def n_classes(self) -> int:
@@ -228,12 +223,27 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (lists, numbers, str, bool) that `from_dict` turns back into an equal config."""
-        return _to_plain(self)
+        return to_plain(self, _CONVERTERS)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
-        """Inverse of `to_dict`; missing keys take defaults, unknown keys raise ValueError naming the key."""
-        return _from_plain(cls, data, "model")
+        """Inverse of `to_dict`; missing keys take defaults, unknown keys raise ValueError naming the key.
+
+        `loss.voxel_scale`, which older checkpoints and configs spell out, is derived from the
+        voxel size now: accepted when it agrees, refused when it does not.
+        """
+        data = dict(data)
+        loss = data.get("loss")
+        if isinstance(loss, dict) and "voxel_scale" in loss:
+            loss = dict(loss)
+            scale = loss.pop("voxel_scale")
+            voxel = (data.get("backbone") or {}).get("voxel_size", BackboneConfig().voxel_size)
+            if not isinstance(scale, (int, float)) or abs(scale * voxel - 1.0) > 1e-6:
+                raise ValueError(f"config key 'model.loss.voxel_scale' ({scale!r}) must equal "
+                                 f"1 / backbone.voxel_size ({1.0 / voxel:g}); it is derived from "
+                                 "the voxel size, so leave it out")
+            data["loss"] = loss
+        return from_plain(cls, data, "model", converters=_CONVERTERS)
 
 
 def load_model_config(path_or_name: str | Path) -> ModelConfig:
@@ -247,13 +257,7 @@ def load_model_config(path_or_name: str | Path) -> ModelConfig:
             raise FileNotFoundError(f"no model config named '{text}'; shipped configs: {shipped}")
     if not path.is_file():
         raise FileNotFoundError(f"model config file not found: {path}")
-    with open(path, encoding="utf-8") as f:
-        data = yaml.safe_load(f)
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ValueError(f"model config {path} must be a YAML mapping, got {type(data).__name__}")
-    return ModelConfig.from_dict(data)
+    return ModelConfig.from_dict(read_yaml(path))
 
 
 def apply_overrides(cfg: ModelConfig, overrides: dict[str, Any]) -> ModelConfig:
@@ -283,70 +287,6 @@ def _positive(obj: Any, keys: tuple[str, ...]) -> None:
             raise ValueError(f"{type(obj).__name__}.{key} must be > 0, got {value!r}")
 
 
-def _to_plain(obj: Any) -> Any:
-    if isinstance(obj, LabelSpec):
-        return obj.to_dict()
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: _to_plain(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init}
-    if isinstance(obj, (list, tuple)):
-        return [_to_plain(v) for v in obj]
-    if isinstance(obj, dict):
-        return {str(k): _to_plain(v) for k, v in obj.items()}
-    return obj
-
-
-def _from_plain(cls: type, data: Any, path: str) -> Any:
-    if not isinstance(data, dict):
-        raise ValueError(f"config section '{path}' must be a mapping, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls) if f.init}
-    for key in data:
-        if key not in names:
-            raise ValueError(f"unknown config key '{path}.{key}' (known: {sorted(names)})")
-    kwargs = {key: _convert(hints[key], value, f"{path}.{key}") for key, value in data.items()}
-    try:
-        return cls(**kwargs)
-    except TypeError as e:
-        raise ValueError(f"config section '{path}': {e}") from e
-
-
-def _convert(tp: Any, value: Any, path: str) -> Any:
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        non_none = [a for a in args if a is not type(None)]
-        return _convert(non_none[0], value, path) if len(non_none) == 1 else value
-    if tp is LabelSpec:
-        return _label_spec(value, path)
-    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        return _from_plain(tp, value, path)
-    if origin in (tuple, list):
-        if not isinstance(value, (list, tuple)):
-            raise ValueError(f"config key '{path}' must be a list, got {value!r}")
-        item_tp = args[0] if args else Any
-        items = [_convert(item_tp, v, f"{path}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"config key '{path}' must be true or false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"config key '{path}' must be an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"config key '{path}' must be a number, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ValueError(f"config key '{path}' must be a string, got {value!r}")
-        return value
-    return value
-
-
 def _label_spec(value: Any, path: str) -> LabelSpec:
     if isinstance(value, LabelSpec):
         return value
@@ -360,3 +300,6 @@ def _label_spec(value: Any, path: str) -> LabelSpec:
             raise ValueError(f"unknown config key '{path}.{sorted(unknown)[0]}'")
         return LabelSpec.from_dict(value)
     raise ValueError(f"config key '{path}' must be a label-set name or a mapping, got {value!r}")
+
+
+_CONVERTERS: Converters = {LabelSpec: (_label_spec, LabelSpec.to_dict)}

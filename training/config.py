@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from sphmask_core.config_io import from_plain, parse_yaml, read_yaml
+
 DATASET_NAMES = ("synthetic", "scannet", "s3dis", "stpls3d")
 STAGES = ("backbone", "full")
 
@@ -84,73 +86,6 @@ class TrainConfig:
     log_every: int = 10  # iterations between metrics-history rows
 
 
-def _type_error(path: str, expected: str, value: Any) -> ConfigError:
-    return ConfigError(f"config key '{path}' expects {expected}, got {value!r}")
-
-
-def _coerce(path: str, annotation: str, value: Any) -> Any:
-    """Check a YAML value against a field annotation (given as a string by `from __future__`)."""
-    if annotation == "bool":
-        if not isinstance(value, bool):
-            raise _type_error(path, "true/false", value)
-        return value
-    if annotation == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _type_error(path, "an integer", value)
-        return value
-    if annotation == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _type_error(path, "a number", value)
-        return float(value)
-    if annotation == "str":
-        if value is None:
-            return ""
-        if isinstance(value, int) and not isinstance(value, bool):
-            return str(value)  # run_name=7 on the command line reads as an int
-        if not isinstance(value, str):
-            raise _type_error(path, "a string", value)
-        return value
-    if annotation.startswith("list["):
-        if not isinstance(value, (list, tuple)):
-            raise _type_error(path, "a list", value)
-        inner = annotation[5:-1]
-        return [_coerce(f"{path}[{i}]", inner, v) for i, v in enumerate(value)]
-    if annotation.startswith("dict["):
-        if value is None:
-            return {}
-        if not isinstance(value, dict):
-            raise _type_error(path, "a mapping", value)
-        return dict(value)
-    raise ConfigError(f"config key '{path}' has an unsupported type {annotation}")
-
-
-_NESTED = {
-    "DatasetConfig": DatasetConfig,
-    "ModelRef": ModelRef,
-    "OptimConfig": OptimConfig,
-    "ScheduleConfig": ScheduleConfig,
-}
-
-
-def _build(cls: type, data: Any, prefix: str) -> Any:
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"config section '{prefix.rstrip('.') or '<root>'}' must be a mapping, got {data!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        path = f"{prefix}{key}"
-        if key not in fields:
-            raise ConfigError(f"unknown config key '{path}'")
-        annotation = fields[key].type
-        if annotation in _NESTED:
-            kwargs[key] = _build(_NESTED[annotation], value, f"{path}.")
-        else:
-            kwargs[key] = _coerce(path, annotation, value)
-    return cls(**kwargs)
-
-
 def validate(cfg: TrainConfig) -> TrainConfig:
     """Range checks that a type check cannot express; returns cfg for chaining."""
     ds = cfg.dataset
@@ -206,7 +141,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
 
 
 def config_from_dict(data: dict[str, Any]) -> TrainConfig:
-    return validate(_build(TrainConfig, data, ""))
+    return validate(from_plain(TrainConfig, data, "", error=ConfigError))
 
 
 def config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
@@ -241,17 +176,11 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(f"override '{text}' must look like key=value")
     key, raw = text.split("=", 1)
     key = key.strip()
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"override '{text}': value is not valid YAML ({exc})") from None
-    # YAML 1.1 reads '1e-3' as a string; numbers in exponent form are common for learning rates
-    if isinstance(value, str):
-        try:
-            value = float(value) if value.lower() not in ("nan", "inf", "-inf", "infinity") else value
-        except ValueError:
-            pass
-    return key, value
+    if not raw.strip():
+        return key, ""
+    # a one-entry mapping, so that the value is read by the config loader's own YAML rules
+    data = parse_yaml(f"v: {raw}", f"override '{text}'", error=ConfigError)
+    return key, data["v"]
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -271,36 +200,8 @@ def _deepcopy_dict(data: Any) -> Any:
     return data
 
 
-def _fix_yaml_floats(data: Any) -> Any:
-    """yaml.safe_load (YAML 1.1) returns '1e-3' as a string; turn such strings into floats."""
-    if isinstance(data, dict):
-        return {k: _fix_yaml_floats(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_fix_yaml_floats(v) for v in data]
-    if isinstance(data, str):
-        s = data.strip().lower()
-        if s and (s[0].isdigit() or s[0] in "+-.") and "e" in s:
-            try:
-                return float(s)
-            except ValueError:
-                return data
-    return data
-
-
 def read_config_dict(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
-    with path.open("r", encoding="utf-8") as fh:
-        try:
-            data = yaml.safe_load(fh)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must contain a mapping at the top level")
-    return _fix_yaml_floats(data)
+    return read_yaml(path, error=ConfigError)
 
 
 def load_train_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from sphmask_core.config_io import from_plain
 from sphmask_core.data.scene import Scene
 from training.config import ConfigError, DatasetConfig
 
@@ -157,32 +158,49 @@ def batches_per_epoch(n_items: int, batch_size: int, drop_last: bool, world_size
 # ----------------------------------------------------------------------------------- builders
 
 
-def _synthetic_loader(cfg: DatasetConfig, seeds: Sequence[int]) -> tuple[Callable[[int], Scene], int]:
-    from sphmask_core.data import synthetic
+SYNTHETIC_GENERATORS = ("rooms", "randomized")
 
-    gen_cfg = _build_synthetic_config(synthetic, cfg.synthetic)
+
+def _synthetic_loader(cfg: DatasetConfig, seeds: Sequence[int], train: bool = True) -> tuple[Callable[[int], Scene], int]:
+    """Generator of `dataset.synthetic.generator` ("rooms": synthetic.py, the default;
+    "randomized": randomized.py). Keys under `dataset.synthetic.val` override the others for the
+    validation split (e.g. `val: {split: heldout}` validates on held-out shape families)."""
+    overrides = dict(cfg.synthetic)
+    name = overrides.pop("generator", "rooms")
+    val = overrides.pop("val", None) or {}
+    if not isinstance(val, dict):
+        raise ConfigError(f"config key 'dataset.synthetic.val' expects a mapping, got {val!r}")
+    if not train:
+        overrides.update(val)
+    if name == "rooms":
+        from sphmask_core.data import synthetic as module
+
+        cls = getattr(module, "SyntheticConfig", None)
+    elif name == "randomized":
+        from sphmask_core.data import randomized as module
+
+        cls = module.RandomizedConfig
+    else:
+        raise ConfigError(f"config key 'dataset.synthetic.generator' must be one of {SYNTHETIC_GENERATORS}, got {name!r}")
+    gen_cfg = _build_synthetic_config(module, overrides, cls)
     start, stop = int(seeds[0]), int(seeds[1])
-
-    def load(i: int) -> Scene:
-        return synthetic.generate_scene(start + i, gen_cfg)
-
-    return load, stop - start
+    return functools.partial(_generate, module.generate_scene, start, gen_cfg), stop - start
 
 
-def _build_synthetic_config(module: Any, overrides: dict[str, Any]) -> Any:
-    cls = getattr(module, "SyntheticConfig", None)
+def _generate(generate: Callable[[int, Any], Scene], start: int, gen_cfg: Any, i: int) -> Scene:
+    return generate(start + i, gen_cfg)
+
+
+def _build_synthetic_config(module: Any, overrides: dict[str, Any], cls: Any = None) -> Any:
+    cls = cls if cls is not None else getattr(module, "SyntheticConfig", None)
     if cls is None:
         if overrides:
             raise ValueError("dataset.synthetic overrides given but the generator takes no config")
         return None
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(overrides) - names)
-    if unknown:
-        raise ConfigError(f"unknown config key 'dataset.synthetic.{unknown[0]}'")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    gen_cfg = from_plain(cls, overrides, "dataset.synthetic", error=ConfigError)
     try:
-        return cls(**values).validate()
-    except (TypeError, ValueError) as exc:
+        return gen_cfg.validate()
+    except ValueError as exc:
         raise ConfigError(f"config section 'dataset.synthetic': {exc}") from None
 
 
@@ -191,18 +209,13 @@ def build_augment_config(overrides: dict[str, Any], voxel_size: float | None = N
     windows) follows the model's unless the overrides set it."""
     from sphmask_core.data.augment import AugmentConfig
 
-    names = {f.name for f in dataclasses.fields(AugmentConfig)}
-    unknown = sorted(set(overrides) - names)
-    if unknown:
-        raise ConfigError(f"unknown config key 'dataset.augment_cfg.{unknown[0]}'")
     values = dict(overrides)
     if voxel_size is not None and "voxel_size" not in values:
         values["voxel_size"] = float(voxel_size)
-    if "elastic_params" in values:
-        values["elastic_params"] = tuple(tuple(float(x) for x in pair) for pair in values["elastic_params"])
+    aug_cfg = from_plain(AugmentConfig, values, "dataset.augment_cfg", error=ConfigError)
     try:
-        return AugmentConfig(**values).validate()
-    except (TypeError, ValueError) as exc:
+        return aug_cfg.validate()
+    except ValueError as exc:
         raise ConfigError(f"config section 'dataset.augment_cfg': {exc}") from None
 
 
@@ -251,7 +264,7 @@ def build_dataset(cfg: DatasetConfig, train: bool, seed: int = 0, voxel_size: fl
     """The training (train=True) or validation split described by `cfg`; `voxel_size` is the
     model's, for augmentation."""
     if cfg.name == "synthetic":
-        load, n = _synthetic_loader(cfg, cfg.train_seeds if train else cfg.val_seeds)
+        load, n = _synthetic_loader(cfg, cfg.train_seeds if train else cfg.val_seeds, train)
     else:
         load, n = _real_loader(cfg, cfg.train_split if train else cfg.val_split)
     augment_cfg = build_augment_config(cfg.augment_cfg, voxel_size) if (train and cfg.augment) else None

@@ -41,7 +41,6 @@ class LossConfig:
     dup / aux_weight: duplicated auxiliary matching (0 aux_weight disables it).
     margin_variant: "code" | "paper" (see module doc). margin_center: spherical centre in the
     margin loss, "union" = mean of units in GT mask OR z >= 0 (code) or "pred" = predicted centre.
-    voxel_scale: voxels per metre; the box L1 is scaled by voxel_scale / 50.
     match_*: matching cost weights (SPEC 3.1); match_coarse adds the [rays, centre] L1 (paper).
     class_weights: optional CE weight per instance class (no-object weight is eos_coef).
     """
@@ -59,7 +58,6 @@ class LossConfig:
     aux_weight: float = 2.0
     margin_variant: str = "code"
     margin_center: str = "union"
-    voxel_scale: float = 50.0
     match_cls: float = 0.5
     match_conf: float = 0.2
     match_giou: float = 0.2
@@ -73,8 +71,6 @@ class LossConfig:
             raise ValueError(f"LossConfig.margin_center must be one of {MARGIN_CENTERS}, got {self.margin_center!r}")
         if self.dup < 1:
             raise ValueError(f"LossConfig.dup must be >= 1, got {self.dup}")
-        if self.voxel_scale <= 0:
-            raise ValueError(f"LossConfig.voxel_scale must be > 0, got {self.voxel_scale}")
         for name in ("eos_coef", "aux_weight") + tuple(f"{t}_weight" for t in TERMS):
             if getattr(self, name) < 0:
                 raise ValueError(f"LossConfig.{name} must be >= 0, got {getattr(self, name)}")
@@ -173,7 +169,8 @@ class InstanceCriterion:
     total = sum_t w_t main_t + aux_weight * sum_t w_t aux_t (aux terms only when aux_weight > 0).
     """
 
-    def __init__(self, cfg: LossConfig, n_classes: int, n_theta: int, n_phi: int) -> None:
+    def __init__(self, cfg: LossConfig, n_classes: int, n_theta: int, n_phi: int,
+                 voxel_scale: float = 50.0) -> None:
         if n_classes < 1:
             raise ValueError(f"n_classes must be >= 1, got {n_classes}")
         if cfg.class_weights is not None and len(cfg.class_weights) != n_classes:
@@ -182,6 +179,7 @@ class InstanceCriterion:
         self.n_classes = n_classes
         self.n_theta = n_theta
         self.n_phi = n_phi
+        self.voxel_scale = voxel_scale  # voxels per metre (ModelConfig.voxel_scale)
 
     def _ce_weight(self, device: torch.device) -> Tensor:
         w = torch.ones(self.n_classes + 1, device=device)
@@ -210,7 +208,7 @@ class InstanceCriterion:
             iou_target = mask_iou(z >= 0, gt.bool())  # (n,)
         terms["conf"] = ((pred.conf[q] - iou_target) ** 2).sum() / n
         gt_boxes = tgt.boxes[g].to(pred.boxes.dtype)
-        terms["box"] = F.l1_loss(pred.boxes[q], gt_boxes, reduction="sum") / n * (self.cfg.voxel_scale / 50.0)
+        terms["box"] = F.l1_loss(pred.boxes[q], gt_boxes, reduction="sum") / n * (self.voxel_scale / 50.0)
         terms["giou"] = (1 - box_giou(pred.boxes[q], gt_boxes)).sum() / n
         ray_pred = torch.cat([pred.rays[q], pred.centers[q]], dim=1)  # (n, R + 3)
         terms["coarse"] = F.l1_loss(ray_pred, tgt.ray_targets[g].to(ray_pred.dtype))

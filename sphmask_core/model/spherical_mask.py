@@ -145,7 +145,8 @@ class SphericalMask(nn.Module):
         )
         self.query_heads = QueryHeads(h, a.query_dim, cfg.n_classes)
         self.mask_tower = MaskTower(d, h.mask_dim)
-        self.criterion = InstanceCriterion(cfg.loss, cfg.n_classes, h.n_theta, h.n_phi)
+        self.criterion = InstanceCriterion(cfg.loss, cfg.n_classes, h.n_theta, h.n_phi,
+                                           voxel_scale=cfg.voxel_scale)
         self._algo_device_type = "cpu"
 
     # ------------------------------------------------------------------------------ stages
@@ -316,7 +317,7 @@ class SphericalMask(nn.Module):
         feats, pw = self._backbone(vox)
         pw_losses = pointwise_losses(
             pw["semantic"], pw["centroid_offset"], pw["corner_offset"], pw["box_conf"],
-            vox.xyz, vox.semantic, vox.instance, voxel_scale=self.cfg.loss.voxel_scale,
+            vox.xyz, vox.semantic, vox.instance, voxel_scale=self.cfg.voxel_scale,
         )
         out = {f"pw_{t}_loss": pw_losses[t] for t in POINTWISE_TERMS}
         out["pointwise_loss"] = pw_losses["loss"]

@@ -29,7 +29,7 @@ def test_shipped_configs_load_with_expected_values() -> None:
     small = load_model_config("small")
     assert small.labels == SYNTHETIC_LABELS and small.n_classes == 10
     assert small.class_names[0] == "cabinet"
-    assert small.loss.voxel_scale * small.voxel_size == pytest.approx(1.0)
+    assert small.voxel_scale * small.voxel_size == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("name", ["small", "full_scannet"])
@@ -74,7 +74,7 @@ def test_unknown_key_names_the_key(data: dict, key: str) -> None:
         ({"aggregator": {"n_queries": 4096}}, "n_queries"),
         ({"heads": {"n_theta": 7}}, "n_theta"),
         ({"backbone": {"in_channels": 4, "voxel_size": 0.02}}, "in_channels"),
-        ({"backbone": {"voxel_size": 0.05}}, "voxel_scale"),
+        ({"backbone": {"voxel_size": 0.05}, "loss": {"voxel_scale": 50.0}}, "voxel_scale"),
         ({"labels": "nyu"}, "unknown label set"),
         ({"voxel_units": "some"}, "voxel_units"),
         ({"test": {"filter_bg_thresh": 1.5}}, "filter_bg_thresh"),
@@ -109,3 +109,24 @@ def test_test_config_validation() -> None:
     with pytest.raises(ValueError, match="nms_topk"):
         TestConfig(nms_topk=0)
     assert TestConfig(nms_topk=-1).nms_topk == -1
+
+
+def test_model_yaml_exponent_floats_and_derived_voxel_scale(tmp_path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text("backbone:\n  bn_eps: 1e-5\n  voxel_size: 0.05\n")
+    cfg = load_model_config(path)
+    assert cfg.backbone.bn_eps == 1e-5 and cfg.voxel_scale == pytest.approx(20.0)
+    # an explicit voxel_scale (older checkpoints) must agree with the voxel size
+    assert ModelConfig.from_dict({"backbone": {"voxel_size": 0.05}, "loss": {"voxel_scale": 20.0}}).voxel_scale == 20.0
+    with pytest.raises(ValueError, match="model.loss.voxel_scale"):
+        ModelConfig.from_dict({"backbone": {"voxel_size": 0.05}, "loss": {"voxel_scale": 50.0}})
+
+
+def test_model_and_training_configs_share_one_converter() -> None:
+    # the same wrong type is refused by both loaders with the same wording
+    from training.config import ConfigError, config_from_dict
+
+    with pytest.raises(ValueError, match="'model.aggregator.n_queries' expects an integer"):
+        ModelConfig.from_dict({"aggregator": {"n_queries": "many"}})
+    with pytest.raises(ConfigError, match="'batch_size' expects an integer"):
+        config_from_dict({"batch_size": "many"})

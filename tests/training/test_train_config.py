@@ -41,9 +41,16 @@ def test_load_with_overrides(tmp_path: Path) -> None:
 
 
 def test_yaml_exponent_floats_are_numbers(tmp_path: Path) -> None:
-    cfg = load_train_config(_write(tmp_path, {"optim": {"lr": "7.5e-4"}, "schedule": {"min_lr": "1e-6"}}))
+    # as people write them: YAML 1.1 alone reads `1e-6` (no dot) as a string
+    path = tmp_path / "c.yaml"
+    path.write_text("optim:\n  lr: 7.5e-4\nschedule:\n  min_lr: 1e-6\n")
+    cfg = load_train_config(path)
     assert isinstance(cfg.optim.lr, float) and cfg.optim.lr == pytest.approx(7.5e-4)
-    assert cfg.schedule.min_lr == pytest.approx(1e-6)
+    assert isinstance(cfg.schedule.min_lr, float) and cfg.schedule.min_lr == pytest.approx(1e-6)
+    # a quoted string stays a string, and a number field refuses it
+    path.write_text("optim:\n  lr: '1e-3'\n")
+    with pytest.raises(ConfigError, match="'optim.lr' expects a number"):
+        load_train_config(path)
 
 
 @pytest.mark.parametrize(
@@ -109,6 +116,19 @@ def test_shipped_configs_load(path: Path) -> None:
     assert text.lstrip().startswith("#"), "each shipped config documents what it reproduces"
     cfg = load_train_config(path)
     assert isinstance(cfg, TrainConfig)
+    # ... and builds its model (a model override in the wrong place fails only here)
+    from training.model_setup import build_model, build_model_config
+
+    model_cfg = build_model_config(cfg)
+    model = build_model(model_cfg)
+    assert model.cfg.voxel_scale == pytest.approx(1.0 / model_cfg.voxel_size)
+
+
+def test_stpls3d_config_has_its_voxel_and_labels() -> None:
+    from training.model_setup import build_model_config
+
+    cfg = build_model_config(load_train_config(CONFIG_DIR / "stpls3d.yaml"))
+    assert cfg.voxel_scale == pytest.approx(3.0) and cfg.n_classes == 14
 
 
 def test_shipped_paper_hyperparameters() -> None:
