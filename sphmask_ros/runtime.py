@@ -89,6 +89,13 @@ def make_pose_source(node: Any, params: NodeParams) -> PoseSource:
     return PoseSource(params, external=make_transform_source(node, prefer_tf2=True))
 
 
+def _context_ok(node: Any) -> bool:
+    """Whether the node's context still runs, asked of rcl directly: `Context.ok()` takes the
+    lock that `Context.shutdown()` holds while it destroys the node and joins our worker."""
+    handle = node.context.handle
+    return handle is not None and bool(handle.ok())
+
+
 def _now_ns(node: Any) -> int:
     return int(node.get_clock().now().nanoseconds)
 
@@ -270,7 +277,7 @@ class NodeRuntime:
             try:
                 fn(*args)
             except Exception as exc:  # noqa: BLE001 - see docstring
-                if not self.node.context.ok():
+                if not _context_ok(self.node):
                     return  # shutting down: rcl refuses handles, nothing is lost
                 self.stats.count("callback_errors")
                 self.node.get_logger().error(f"unexpected error in the {what}: "
@@ -305,7 +312,7 @@ class NodeRuntime:
             self.pipeline.add_odometry(msg)
 
     def _on_worker_error(self, exc: BaseException) -> None:
-        if not self.node.context.ok():
+        if not _context_ok(self.node):
             return  # Ctrl-C while a frame was in flight: its results have nowhere to go
         self.stats.record_error(f"{type(exc).__name__}: {exc}")
         self.node.get_logger().error(f"unexpected error in the worker: {exc!r}",
@@ -334,7 +341,7 @@ class NodeRuntime:
             self.stats.count("capped")
             log.warning(f"cloud of {result.n_before_cap} points capped to max_points="
                         f"{self.params.max_points}", throttle_duration_sec=THROTTLE_S)
-        if not self.node.context.ok():
+        if not _context_ok(self.node):
             return  # Ctrl-C while this frame was processed: nothing can be published any more
         self._publish(result, pipeline, frame.topic)
 
