@@ -112,6 +112,10 @@ class TestConfig:
         topk_candidates: (query, class) candidates kept by score before NMS (code 90).
         nms_sigma: Gaussian matrix-NMS sigma (code 2).
         nms_topk: instances kept after matrix NMS by decayed score (code 200).
+        score_threshold: instances whose decayed score is below this are dropped after NMS
+            (0 = keep all, the benchmark setting). The node's `score_threshold` parameter
+            overrides it, so the node, `sphmask-predict`, validation and `sphmask-bag eval`
+            report the same instances for the same value.
         npoint_thresh: candidates with fewer voxels are dropped before NMS (code 100).
         min_points: masks with fewer points after devoxelization / refinement are dropped (code 100).
         filter_bg_thresh: a unit is "object" if any instance-class probability reaches this (0.1).
@@ -127,6 +131,7 @@ class TestConfig:
     topk_candidates: int = 90
     nms_sigma: float = 2.0
     nms_topk: int = 200
+    score_threshold: float = 0.0
     npoint_thresh: int = 100
     min_points: int = 100
     filter_bg_thresh: float = 0.1
@@ -140,6 +145,8 @@ class TestConfig:
             raise ValueError(f"test.nms_topk must be positive or -1 (keep all), got {self.nms_topk}")
         if self.npoint_thresh < 0 or self.min_points < 0:
             raise ValueError("test.npoint_thresh and test.min_points must be >= 0")
+        if not 0.0 <= self.score_threshold <= 1.0:
+            raise ValueError(f"test.score_threshold must be in [0, 1], got {self.score_threshold}")
         if not 0.0 <= self.filter_bg_thresh <= 1.0:
             raise ValueError(f"test.filter_bg_thresh must be in [0, 1], got {self.filter_bg_thresh}")
 

@@ -85,27 +85,6 @@ class FrameResult:
     empty_reason: str = ""  # why nothing reached the model (empty cloud, cropped away)
 
 
-def select_instances(inst: Instances, keep: np.ndarray) -> Instances:
-    """The instances at indices `keep` (in that order), with point_instance rebuilt."""
-    keep = np.asarray(keep, dtype=np.int64)
-    masks = [inst.masks[k] for k in keep.tolist()]
-    return Instances(
-        point_instance=point_instance_from_masks(masks, inst.scores[keep], inst.n_points),
-        masks=masks,
-        class_ids=inst.class_ids[keep],
-        class_names=inst.class_names,
-        scores=inst.scores[keep],
-        class_probs=inst.class_probs[keep],
-        iou_scores=inst.iou_scores[keep],
-        centers=inst.centers[keep],
-        rays=inst.rays[keep],
-        n_theta=inst.n_theta,
-        n_phi=inst.n_phi,
-        boxes=inst.boxes[keep],
-        timings=dict(inst.timings),
-    )
-
-
 def expand_instances(inst: Instances, point_to_model: np.ndarray, xyz: np.ndarray) -> Instances:
     """Instances over model points -> instances over the output points mapping to them.
 
@@ -308,7 +287,7 @@ class Pipeline:
         if warning and self.logger is not None:
             self.logger.warning(warning)
         test = replace(cfg.test, nms_sigma=params.nms_sigma, nms_topk=params.nms_topk,
-                       min_points=params.min_points)
+                       min_points=params.min_points, score_threshold=params.score_threshold)
         self.segmenter.cfg = replace(cfg, test=test)
 
     def set_params(self, params: NodeParams) -> None:
@@ -365,9 +344,6 @@ class Pipeline:
         stages["inference"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        keep = np.flatnonzero(model_inst.scores >= params.score_threshold)
-        if keep.size < len(model_inst):
-            model_inst = select_instances(model_inst, keep)
         inst = expand_instances(model_inst, prepared.point_to_model, prepared.points_xyz)
         stages["postprocess"] = time.perf_counter() - t0
 

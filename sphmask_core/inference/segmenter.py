@@ -164,6 +164,11 @@ def postprocess(
 
     keep, new_scores = matrix_nms(voxel_masks, c_idx, top_scores, sigma=test_cfg.nms_sigma, topk=test_cfg.nms_topk)
     voxel_masks, q_idx, c_idx = voxel_masks[keep], q_idx[keep], c_idx[keep]
+    # what a consumer gets (node, predict, validation): instances at or above the threshold
+    above = (new_scores >= test_cfg.score_threshold).nonzero(as_tuple=True)[0]
+    if above.numel() == 0:
+        return empty
+    voxel_masks, q_idx, c_idx, new_scores = voxel_masks[above], q_idx[above], c_idx[above], new_scores[above]
 
     point_masks = voxel_masks[:, pred.point_to_voxel]  # (K', N)
     if superpoint is not None and test_cfg.superpoint_refinement:

@@ -32,7 +32,8 @@ def seg() -> Segmenter:
     # untrained model; all thresholds open so that it does report instances
     cfg = apply_overrides(
         load_model_config("small"),
-        {"test.filter_bg_thresh": 0.0, "test.npoint_thresh": 0, "test.min_points": 1},
+        {"test.filter_bg_thresh": 0.0, "test.npoint_thresh": 0, "test.min_points": 1,
+         "test.score_threshold": 0.0},
     )
     torch.manual_seed(0)
     return Segmenter(SphericalMask(cfg), cfg, device="cpu")
@@ -174,10 +175,43 @@ def test_from_checkpoint(tmp_path, seg: Segmenter, scene) -> None:
         Segmenter.from_checkpoint(tmp_path / "absent.pt")
 
 
-def test_auto_device_is_cpu_without_cuda(seg: Segmenter) -> None:
-    s = Segmenter(seg.model, seg.cfg, device="auto")
-    assert s.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
-    s.model.to("cpu")
+def test_auto_device_follows_cuda_availability(monkeypatch) -> None:
+    from sphmask_core.inference import segmenter as segmenter_module
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert segmenter_module.resolve_device("auto") == torch.device("cuda")
+    assert segmenter_module.resolve_device("cuda:1") == torch.device("cuda", 1)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert segmenter_module.resolve_device("auto") == torch.device("cpu")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        segmenter_module.resolve_device("cuda")
+
+
+@pytest.fixture(scope="module")
+def shipped() -> Segmenter:
+    """The shipped (trained) model with every instance kept: real, non-zero scores."""
+    seg = Segmenter.from_checkpoint(None, device="cpu")
+    seg.cfg = apply_overrides(seg.cfg, {"test.score_threshold": 0.0})
+    return seg
+
+
+def test_final_score_is_sqrt_of_class_probability_times_iou(shipped: Segmenter, scene) -> None:
+    inst = shipped(scene.xyz, scene.rgb)
+    assert len(inst) >= 2 and 0.05 < inst.scores[0] < 0.99  # where sqrt and product differ
+    undecayed = np.sqrt(inst.class_probs * inst.iou_scores)  # (K,)
+    # matrix NMS never decays the best instance and only lowers the others
+    np.testing.assert_allclose(inst.scores[0], undecayed[0], rtol=1e-5)
+    assert np.all(inst.scores <= undecayed + 1e-6)
+
+
+def test_score_threshold_drops_what_the_node_would_not_publish(shipped: Segmenter, scene) -> None:
+    everything = shipped(scene.xyz, scene.rgb)
+    cut = float(np.median(np.unique(everything.scores)))
+    cfg = apply_overrides(shipped.cfg, {"test.score_threshold": cut})
+    some = Segmenter(shipped.model, cfg, device="cpu")(scene.xyz, scene.rgb)
+    assert 0 < len(some) < len(everything)
+    np.testing.assert_array_equal(some.scores, everything.scores[everything.scores >= cut])
+    _check_consistent(some, scene.xyz)
 
 
 def test_point_instance_from_masks_hand_example() -> None:
@@ -213,13 +247,17 @@ def test_instances_validation() -> None:
 def test_default_checkpoint(scene) -> None:
     from sphmask_core.pretrained import default_checkpoint_path
 
-    try:
-        path = default_checkpoint_path()
-    except FileNotFoundError as e:
-        assert "sphmask_small_synthetic.pt" in str(e)
-        with pytest.raises(CheckpointError, match="not installed"):
-            Segmenter.from_checkpoint(None, device="cpu")
-        return
+    path = default_checkpoint_path()  # shipped in the repository: it must be there
     seg = Segmenter.from_checkpoint(None, device="cpu")
     assert path.name == "sphmask_small_synthetic.pt"
     _check_consistent(seg(scene.xyz, scene.rgb), scene.xyz)
+
+
+def test_missing_default_checkpoint_is_named(tmp_path, monkeypatch) -> None:
+    import sphmask_core.pretrained as pretrained
+
+    monkeypatch.setattr(pretrained, "__file__", str(tmp_path / "__init__.py"))
+    with pytest.raises(FileNotFoundError, match="sphmask_small_synthetic.pt"):
+        pretrained.default_checkpoint_path()
+    with pytest.raises(CheckpointError, match="not installed"):
+        Segmenter.from_checkpoint(None, device="cpu")

@@ -553,7 +553,7 @@ def test_diagnostics_report_counters_and_latency(graph):
 # ------------------------------------------------------------------ pure helpers of the pipeline
 
 def test_expand_instances_matches_brute_force():
-    from sphmask_ros.pipeline import expand_instances, select_instances
+    from sphmask_ros.pipeline import expand_instances
 
     rng = np.random.default_rng(2)
     n_model, n_out = 50, 400
@@ -574,9 +574,6 @@ def test_expand_instances_matches_brute_force():
         np.testing.assert_allclose(out.boxes[k, 3:], xyz[expected].max(0))
     brute = np.array([model.point_instance[j] if j >= 0 else -1 for j in to_model])
     assert np.array_equal(out.point_instance, brute)
-    sel = select_instances(model, np.array([1]))
-    assert len(sel) == 1 and sel.scores[0] == pytest.approx(0.9)
-    assert np.array_equal(np.flatnonzero(sel.point_instance == 0), masks[1])
 
 
 # ------------------------------------------------------------------ poses: odometry / no transform
