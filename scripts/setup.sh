@@ -38,3 +38,4 @@ else
 fi
 
 "$repo/scripts/build_msgs.sh" "$venv"
+"$repo/scripts/build_fallback_msgs.sh" "$venv"
