@@ -232,7 +232,7 @@ def sofa_corner_sectional(r: U) -> list[Part]:
     x_ext = side * (w / 2 - d / 2)
     return [_b((0, bt / 2, back / 2), (w, bt, back)),
             _b((0, bt + (d - bt) / 2, seat / 2), (w, d - bt, seat)),
-            _b((x_ext, d + (ext - d) / 2, seat / 2), (d, ext - d, seat)),
+            _b((x_ext, d + (ext - d) / 2, seat / 2), (d, ext - d, seat), "soft"),  # the chaise
             _b((-side * (w / 2 - 0.08), d / 2, 0.3), (0.16, d, 0.6))]
 
 
