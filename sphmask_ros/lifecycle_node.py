@@ -20,10 +20,9 @@ from __future__ import annotations
 import sys
 from typing import Any, Sequence
 
-import rclpy
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
+from sphmask_ros.node_main import run_node
 from sphmask_ros.params import NodeParams, declare_all
 from sphmask_ros.runtime import NodeRuntime
 
@@ -92,6 +91,14 @@ class SphMaskLifecycleNode(LifecycleNode):
         super().destroy_node()
 
 
+def _autostart(node: SphMaskLifecycleNode) -> str | None:
+    """configure + activate; the failed transition's name, or None."""
+    for name, trigger in (("configure", node.trigger_configure), ("activate", node.trigger_activate)):
+        if trigger() != TransitionCallbackReturn.SUCCESS:
+            return f"{name} failed (see the log)"
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the lifecycle node; configure + activate itself unless --no-autostart.
 
@@ -100,34 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv if argv is None else argv)
     autostart = "--no-autostart" not in args
     args = [a for a in args if a != "--no-autostart"]
-    try:
-        with rclpy.init(args=args):
-            node = SphMaskLifecycleNode()
-            try:
-                if autostart:
-                    for name, trigger in (("configure", node.trigger_configure),
-                                          ("activate", node.trigger_activate)):
-                        if trigger() != TransitionCallbackReturn.SUCCESS:
-                            if not rclpy.ok():
-                                return 0  # Ctrl-C during start-up: a requested stop
-                            print(f"sphmask-lifecycle-node: {name} failed (see the log)",
-                                  file=sys.stderr)
-                            return 1
-                executor = SingleThreadedExecutor()
-                executor.add_node(node)
-                executor.spin()
-            except Exception:
-                # Ctrl-C before spin shuts the context down under the set-up: a requested stop
-                if rclpy.ok():
-                    raise
-            finally:
-                try:
-                    node.destroy_node()
-                except Exception as exc:  # noqa: BLE001 - report and finish the shutdown
-                    print(f"sphmask-lifecycle-node: while shutting down: {exc}", file=sys.stderr)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    return 0
+    return run_node("sphmask-lifecycle-node", SphMaskLifecycleNode, args,
+                    start=_autostart if autostart else None)
 
 
 if __name__ == "__main__":
