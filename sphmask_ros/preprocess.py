@@ -385,9 +385,6 @@ class Preprocessor:
             self._rng = np.random.default_rng(config.seed)
         self.config = config
 
-    def reset(self) -> None:
-        self.accumulator.clear()
-
     def _lookup(self, target: str, source: str, stamp_ns: int) -> Transform | None:
         if target == source:
             return None  # identity: skip the multiply
