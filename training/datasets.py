@@ -151,10 +151,6 @@ class EpochBatchSampler(Sampler[list[Item]]):
             yield [(self.epoch, i) for i in chunk]
 
 
-def batches_per_epoch(n_items: int, batch_size: int, drop_last: bool, world_size: int = 1) -> int:
-    return EpochBatchSampler(n_items, batch_size, 0, 0, False, drop_last, world_size, 0).num_batches()
-
-
 # ----------------------------------------------------------------------------------- builders
 
 
