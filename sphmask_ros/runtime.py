@@ -54,6 +54,7 @@ from sphmask_ros.pipeline import (
     decode_frame,
 )
 from sphmask_ros.pointcloud2 import CloudError
+from sphmask_ros.tf_buffer import TfBuffer, make_tf_source
 
 THROTTLE_S = 2.0  # seconds between repeats of the same warning
 
@@ -78,15 +79,11 @@ LATCHED_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
 
 
 def make_pose_source(node: Any, params: NodeParams) -> PoseSource:
-    """Poses for `params.pose_source`; 'tf' needs tf2_ros (absent here: a clear ValueError)."""
+    """Poses for `params.pose_source`; 'tf' uses tf2_ros when installed, else our `TfBuffer`
+    (subscribed to /tf and /tf_static in `NodeRuntime.start`)."""
     if params.pose_source != "tf" or not params.fixed_frame:
         return PoseSource(params)
-    from sphmask_ros.transforms import TF2_AVAILABLE, make_transform_source
-
-    if not TF2_AVAILABLE:
-        raise ValueError("pose_source 'tf' needs tf2_ros, which is not installed; "
-                         "use pose_source 'odometry' or 'static'")
-    return PoseSource(params, external=make_transform_source(node, prefer_tf2=True))
+    return PoseSource(params, external=make_tf_source(node))
 
 
 def _context_ok(node: Any) -> bool:
@@ -214,13 +211,16 @@ class NodeRuntime:
             return cb
 
         for topic in self.params.input_topics:
+            name = self.node.resolve_topic_name(topic)  # diagnostics name topics in full
             sub = self.node.create_subscription(
-                PointCloud2, topic, self._make_cloud_callback(topic), input_qos(self.params),
-                event_callbacks=SubscriptionEventCallbacks(incompatible_qos=incompatible(topic),
-                                                           message_lost=lost(topic)))
+                PointCloud2, topic, self._make_cloud_callback(name), input_qos(self.params),
+                event_callbacks=SubscriptionEventCallbacks(incompatible_qos=incompatible(name),
+                                                           message_lost=lost(name)))
             self._subs.append(sub)
             log.info(f"listening to '{sub.topic_name}' ({self.params.qos_input_reliability}, "
                      f"depth {self.params.qos_input_depth})")
+        if isinstance(self.pipeline.poses.external, TfBuffer):
+            self._subs.extend(self.pipeline.poses.external.subscribe(self.node, self._guarded))
         if self.params.fixed_frame and self.params.pose_source == "odometry":
             self._subs.append(self.node.create_subscription(
                 Odometry, self.params.odometry_topic,
