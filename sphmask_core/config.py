@@ -21,6 +21,7 @@ from sphmask_core.model.backbone import BackboneConfig
 
 VOXEL_UNITS = ("all", "object")
 XYZ_FEATURES = ("raw", "floor")
+NMS_KINDS = ("matrix", "greedy")
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 # Named label sets usable in YAML as `labels: synthetic` instead of spelling out every class.
@@ -110,6 +111,9 @@ class TestConfig:
 
     Attributes:
         topk_candidates: (query, class) candidates kept by score before NMS (code 90).
+        nms: "matrix" (Gaussian matrix NMS, the released ScanNet model) or "greedy" (class-wise
+            hard NMS at `nms_iou_threshold`, ISBNet's S3DIS setting).
+        nms_iou_threshold: IoU above which greedy NMS removes the lower-scored mask (S3DIS 0.2).
         nms_sigma: Gaussian matrix-NMS sigma (code 2).
         nms_topk: instances kept after matrix NMS by decayed score (code 200).
         score_threshold: instances whose decayed score is below this are dropped after NMS
@@ -129,6 +133,8 @@ class TestConfig:
     __test__ = False  # keeps pytest from collecting this class as a test suite
 
     topk_candidates: int = 90
+    nms: str = "matrix"
+    nms_iou_threshold: float = 0.2
     nms_sigma: float = 2.0
     nms_topk: int = 200
     score_threshold: float = 0.0
@@ -141,6 +147,10 @@ class TestConfig:
 
     def __post_init__(self) -> None:
         _positive(self, ("topk_candidates", "nms_sigma"))
+        if self.nms not in NMS_KINDS:
+            raise ValueError(f"test.nms must be one of {NMS_KINDS}, got {self.nms!r}")
+        if not 0.0 <= self.nms_iou_threshold <= 1.0:
+            raise ValueError(f"test.nms_iou_threshold must be in [0, 1], got {self.nms_iou_threshold}")
         if self.nms_topk == 0 or self.nms_topk < -1:
             raise ValueError(f"test.nms_topk must be positive or -1 (keep all), got {self.nms_topk}")
         if self.npoint_thresh < 0 or self.min_points < 0:

@@ -24,7 +24,7 @@ from sphmask_core.checkpoint import CheckpointError, build_model_from_checkpoint
 from sphmask_core.config import ModelConfig, TestConfig
 from sphmask_core.data.collate import Batch
 from sphmask_core.inference.instances import Instances, point_instance_from_masks
-from sphmask_core.inference.nms import matrix_nms
+from sphmask_core.inference.nms import greedy_nms, matrix_nms
 from sphmask_core.model.candidates import select_candidates
 from sphmask_core.model.spherical_mask import ScenePrediction, SphericalMask
 
@@ -162,7 +162,13 @@ def postprocess(
         return empty
     voxel_masks, top_scores, q_idx, c_idx = voxel_masks[big], top_scores[big], q_idx[big], c_idx[big]
 
-    keep, new_scores = matrix_nms(voxel_masks, c_idx, top_scores, sigma=test_cfg.nms_sigma, topk=test_cfg.nms_topk)
+    if test_cfg.nms == "greedy":
+        keep = greedy_nms(voxel_masks, c_idx, top_scores, iou_threshold=test_cfg.nms_iou_threshold)
+        keep = keep if test_cfg.nms_topk < 0 else keep[: test_cfg.nms_topk]
+        new_scores = top_scores[keep]
+    else:
+        keep, new_scores = matrix_nms(voxel_masks, c_idx, top_scores, sigma=test_cfg.nms_sigma,
+                                      topk=test_cfg.nms_topk)
     voxel_masks, q_idx, c_idx = voxel_masks[keep], q_idx[keep], c_idx[keep]
     # what a consumer gets (node, predict, validation): instances at or above the threshold
     above = (new_scores >= test_cfg.score_threshold).nonzero(as_tuple=True)[0]

@@ -261,3 +261,30 @@ def test_missing_default_checkpoint_is_named(tmp_path, monkeypatch) -> None:
         pretrained.default_checkpoint_path()
     with pytest.raises(CheckpointError, match="not installed"):
         Segmenter.from_checkpoint(None, device="cpu")
+
+
+def test_greedy_nms_setting_is_used_and_keeps_same_class_masks_apart(shipped: Segmenter, scene,
+                                                                   monkeypatch) -> None:
+    from sphmask_core.inference import segmenter as segmenter_module
+
+    calls = []
+    real = segmenter_module.greedy_nms
+
+    def spy(masks, labels, scores, iou_threshold):
+        keep = real(masks, labels, scores, iou_threshold=iou_threshold)
+        calls.append((masks[keep], labels[keep], iou_threshold))
+        return keep
+
+    monkeypatch.setattr(segmenter_module, "greedy_nms", spy)
+    cfg = apply_overrides(shipped.cfg, {"test.nms": "greedy", "test.nms_iou_threshold": 0.1,
+                                        "test.nms_topk": -1})
+    inst = Segmenter(shipped.model, cfg, device="cpu")(scene.xyz, scene.rgb)
+    assert len(calls) == 1 and len(inst) >= 1
+    masks, labels, thr = calls[0]
+    from sphmask_core.inference.nms import mask_iou_matrix
+
+    iou = mask_iou_matrix(masks)
+    same = labels[:, None] == labels[None, :]
+    off_diagonal = ~torch.eye(len(labels), dtype=torch.bool)
+    assert thr == 0.1 and bool((iou[same & off_diagonal] <= 0.1).all())
+    _check_consistent(inst, scene.xyz)

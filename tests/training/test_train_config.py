@@ -139,3 +139,11 @@ def test_shipped_paper_hyperparameters() -> None:
     assert full.stage == "full"
     backbone = load_train_config(CONFIG_DIR / "scannetv2_backbone.yaml")
     assert backbone.stage == "backbone" and backbone.schedule.epochs == 100
+
+
+def test_s3dis_config_takes_isbnet_s3dis_test_settings() -> None:
+    from training.model_setup import build_model_config
+
+    test = build_model_config(load_train_config(CONFIG_DIR / "s3dis_area5.yaml")).test
+    assert (test.filter_bg_thresh, test.npoint_thresh, test.nms, test.nms_iou_threshold) == (0.4, 400, "greedy", 0.2)
+    assert test.nms_topk == -1
