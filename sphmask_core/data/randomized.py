@@ -597,15 +597,33 @@ def generate_scene(seed: int, cfg: RandomizedConfig | None = None, kind: str | N
         scene.name = name
         return scene
     if kind == "negative":
-        sub = int(rng.integers(3))
-        if sub == 2:
-            scene = noise_scene(seed)
-            scene.name = name
-            return scene
-        room = build_room(seed, cfg.split, cfg.n_objects_range, cfg.room_size_range, furniture=False, clutter=sub == 1)
-        kind = "scan"
-    else:
-        room = build_room(seed, cfg.split, cfg.n_objects_range, cfg.room_size_range)
+        return negative_scene(seed, cfg, NEGATIVE_VARIANTS[int(rng.integers(3))], rng)
+    room = build_room(seed, cfg.split, cfg.n_objects_range, cfg.room_size_range)
+    return _sense(room, kind, cfg, rng, name)
+
+
+NEGATIVE_VARIANTS = ("empty", "clutter", "noise")
+
+
+def negative_scene(seed: int, cfg: RandomizedConfig | None = None, variant: str = "empty",
+                   rng: np.random.Generator | None = None) -> Scene:
+    """A scene without instances: an empty room (shell, columns), a room of clutter only, or noise;
+    rooms are scanned like "scan" scenes."""
+    cfg = (cfg or RandomizedConfig()).validate()
+    if variant not in NEGATIVE_VARIANTS:
+        raise ValueError(f"variant must be one of {NEGATIVE_VARIANTS}, got {variant!r}")
+    rng = np.random.default_rng([int(seed), 12]) if rng is None else rng
+    name = f"randomized_{cfg.split}_negative_{int(seed):06d}"
+    if variant == "noise":
+        scene = noise_scene(seed)
+        scene.name = name
+        return scene
+    room = build_room(seed, cfg.split, cfg.n_objects_range, cfg.room_size_range, furniture=False,
+                      clutter=variant == "clutter")
+    return _sense(room, "scan", cfg, rng, name)
+
+
+def _sense(room: Room, kind: str, cfg: RandomizedConfig, rng: np.random.Generator, name: str) -> Scene:
     if kind == "scan":
         n = int(rng.integers(cfg.scan_frames_range[0], cfg.scan_frames_range[1] + 1))
         pts, rgbs, _ = rgbd_views(room, n, cfg.scan_resolution, rng, cfg.color_noise)
