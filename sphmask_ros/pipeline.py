@@ -83,6 +83,7 @@ class FrameResult:
     # of recorded synthetic clouds), aligned with xyz
     point_extras: dict[str, np.ndarray] = field(default_factory=dict)
     empty_reason: str = ""  # why nothing reached the model (empty cloud, cropped away)
+    points_dropped: dict[str, int] = field(default_factory=dict)  # by pre-processing, by reason
 
 
 def expand_instances(inst: Instances, point_to_model: np.ndarray, xyz: np.ndarray) -> Instances:
@@ -335,7 +336,9 @@ class Pipeline:
         if isinstance(prepared, Skipped):
             if prepared.kind == "transform":
                 raise FrameSkipped(prepared.reason)
-            return self._empty(frame, out_frame, stages, prepared.reason)  # empty / cropped away
+            result = self._empty(frame, out_frame, stages, prepared.reason)  # empty / cropped away
+            result.points_dropped = dict(prepared.dropped)
+            return result
         assert isinstance(prepared, PreparedInput)
 
         t0 = time.perf_counter()
@@ -359,6 +362,7 @@ class Pipeline:
             n_before_cap=prepared.n_model_before_cap,
             n_model_points=int(prepared.xyz.shape[0]),
             point_extras=prepared.point_extras,
+            points_dropped=dict(prepared.dropped),
         )
 
     def recover_from_error(self, exc: BaseException) -> None:

@@ -348,6 +348,7 @@ class PreparedInput:
     capped: bool  # True when max_points dropped model points (the node warns)
     n_model_before_cap: int
     timings: dict[str, float]  # seconds per stage
+    dropped: dict[str, int] = field(default_factory=dict)  # points dropped here, by reason
 
 
 @dataclass
@@ -360,6 +361,7 @@ class Skipped:
     reason: str
     stamp_ns: int
     timings: dict[str, float] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)  # points dropped here, by reason
 
 
 class Preprocessor:
@@ -427,6 +429,9 @@ class Preprocessor:
             return Skipped("empty", "cloud has no finite points", stamp, timings)
         xyz = cloud.xyz
         keep = crop_mask(xyz, max_range=cfg.crop_max_range) if cfg.crop_max_range > 0 else None
+        # outliers kilometres away would stretch the model's voxel grid past what it can hold
+        n_far = 0 if keep is None else int(keep.shape[0] - np.count_nonzero(keep))
+        dropped = {"beyond_range": n_far} if n_far else {}
         try:
             t_fixed_sensor = self._lookup(fixed, sensor_frame, stamp)
         except TransformLookupError as exc:
@@ -473,7 +478,8 @@ class Preprocessor:
                 point_extras = {k: v[inside] for k, v in point_extras.items()}
         lap("crop")
         if points_xyz.shape[0] == 0:
-            return Skipped("empty", "no points left inside the crop box", stamp, timings)
+            return Skipped("empty", "no points left inside the crop box", stamp, timings,
+                           dropped)
 
         if cfg.input_voxel_size > 0:
             grid = voxel_downsample(points_xyz, points_rgb, cfg.input_voxel_size)
@@ -509,6 +515,7 @@ class Preprocessor:
             capped=capped,
             n_model_before_cap=n_model,
             timings=timings,
+            dropped=dropped,
         )
 
     def with_config(self, **changes: Any) -> PreprocessConfig:

@@ -337,6 +337,7 @@ class NodeRuntime:
                       throttle_duration_sec=THROTTLE_S)
             pipeline.recover_from_error(exc)
             return
+        self.stats.record_points(frame.topic, result.points_dropped, 0)
         if result.capped:
             self.stats.count("capped")
             log.warning(f"cloud of {result.n_before_cap} points capped to max_points="

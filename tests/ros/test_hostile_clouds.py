@@ -23,6 +23,7 @@ from sphmask_ros.diagnostics import (
     plausible_latency,
 )
 from sphmask_ros.pointcloud2 import CloudError, decode_cloud, dtype_from_fields, encode_cloud
+from test_node import checkpoint  # noqa: F401  (fixture: a small randomly initialised model)
 
 F32 = PointField.FLOAT32
 
@@ -182,3 +183,47 @@ def test_transport_loss_is_reported_per_topic_and_warns():
     assert rates["/cam/points"].lost == 0
     arr = diagnostic_array(Header(), "sphmask", stats.snapshot(0), "cpu", "m", 100.0, 200.0, rates)
     assert arr.status[0].level == DiagnosticStatus.OK
+
+
+# ------------------------------------------------------------------ the real pipeline and model
+
+def test_single_bad_points_no_longer_cost_the_frame(checkpoint):
+    """Each of these used to raise in the voxel grid or the model and drop the whole frame:
+    1e30 and 3.4e38 coordinates (int64 overflow in the voxel keys), an int32 x at +-2**31, one
+    outlier 5 km away (beyond the model's grid), uint16 colours at 65535 and NaN/Inf colours."""
+    from sphmask_ros.params import NodeParams
+    from sphmask_ros.pipeline import Pipeline, decode_frame
+
+    params = NodeParams(checkpoint=str(checkpoint), device="cpu", max_points=3000,
+                        crop_max_range=200.0)
+    pipeline = Pipeline.from_params(params)
+    rng = np.random.default_rng(3)
+    xyz = rng.uniform(-2, 2, (1500, 3)).astype(np.float32)
+
+    def with_rows(values, rows=slice(0, 3)):
+        out = xyz.copy()
+        out[rows] = values
+        return encode_cloud(Header(frame_id="s"), {"xyz": out})
+
+    u16 = np.full(len(xyz), 65535, np.uint16)
+    bad_rgb = rng.random(len(xyz)).astype(np.float32)
+    bad_rgb[:5], bad_rgb[5:8] = np.nan, np.inf
+    xi = (xyz * 10).astype(np.int32)  # decimetres of a 4 m box, as metres: within range
+    xi[0, 0], xi[1, 0] = 2**31 - 1, -(2**31)
+    cases = {
+        "1e30": (with_rows(1e30), {"out_of_range": 3}),
+        "3.4e38": (with_rows(3.4e38), {"out_of_range": 3}),
+        "5km": (with_rows([5000.0, 0.0, 0.0], slice(0, 1)), {"beyond_range": 1}),
+        "int32": (encode_cloud(Header(frame_id="s"), {"x": xi[:, 0], "y": xi[:, 1],
+                                                       "z": xi[:, 2]}), {"int_limit": 2}),
+        "uint16_rgb": (encode_cloud(Header(frame_id="s"), {"xyz": xyz, "r": u16, "g": u16,
+                                                            "b": u16}), {}),
+        "nan_rgb": (encode_cloud(Header(frame_id="s"), {"xyz": xyz, "r": bad_rgb, "g": bad_rgb,
+                                                         "b": bad_rgb}), {}),
+    }
+    for name, (msg, expected_drops) in cases.items():
+        frame = decode_frame(msg, "/t", 0)
+        result = pipeline.process(frame)  # raised before
+        assert {**frame.cloud.dropped, **result.points_dropped} == expected_drops, name
+        assert result.empty_reason == "" and result.n_model_points > 0, name
+    pipeline.release()
