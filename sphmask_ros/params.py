@@ -83,7 +83,7 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("pose_source", "static", _S,
               "How the pose fixed_frame <- cloud frame is obtained when fixed_frame is set: "
               "static (static_transform.*), odometry (nav_msgs/Odometry on odometry_topic, "
-              "composed with static_transform as the sensor extrinsic), or tf (needs tf2_ros).",
+              "composed with static_transform as the sensor extrinsic), or tf (/tf and /tf_static).",
               read_only=True, choices=("static", "odometry", "tf")),
     ParamSpec("odometry_topic", "odom", _S,
               "nav_msgs/Odometry topic giving fixed_frame <- base poses (pose_source odometry).",

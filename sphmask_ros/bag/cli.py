@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--rate", type=float, default=10.0, help="frames per second (Hz)")
     rec.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
     rec.add_argument("--points-per-frame", type=int, default=20000)
+    rec.add_argument("--tf", action="store_true", help="also write the body poses as /tf")
     rec.add_argument("--overwrite", action="store_true")
 
     info = sub.add_parser("info", help="topics, types, counts, duration, ground truth")
@@ -66,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--rate", type=float, default=1.0, help="multiple of the recorded rate")
     play.add_argument("--topics", nargs="+", default=None)
     play.add_argument("--loop", action="store_true")
+    play.add_argument("--clock", nargs="?", type=float, const=40.0, default=0.0, metavar="HZ",
+                      help="publish the bag's time on /clock (default 40 Hz) for use_sim_time")
     play.add_argument("--wait-subscribers", type=float, default=0.0, metavar="SECONDS",
                       help="wait up to this long for every topic to have a subscriber")
     play.add_argument("--wait-acked", type=float, default=5.0, metavar="SECONDS",
@@ -89,7 +92,8 @@ def _run(args: argparse.Namespace) -> int:
         from sphmask_ros.bag.record import RecordConfig, record_synthetic
 
         cfg = RecordConfig(seed=args.seed, frames=args.frames, rate=args.rate,
-                           storage=args.storage, points_per_frame=args.points_per_frame).validate()
+                           storage=args.storage, points_per_frame=args.points_per_frame,
+                           tf=args.tf).validate()
         result = record_synthetic(args.out_bag, cfg, overwrite=args.overwrite)
         print(f"wrote {result.path}: {result.frames} frames "
               f"({min(result.points)}..{max(result.points)} points), "
@@ -137,7 +141,8 @@ def _run(args: argparse.Namespace) -> int:
         from sphmask_ros.bag.play import PlayConfig, play_bag
 
         cfg = PlayConfig(rate=args.rate, topics=args.topics, loop=args.loop,
-                         wait_subscribers_s=args.wait_subscribers, wait_acked_s=args.wait_acked)
+                         wait_subscribers_s=args.wait_subscribers, wait_acked_s=args.wait_acked,
+                         clock_hz=args.clock)
         stats = play_bag(args.bag, cfg, log=lambda s: print(s, file=sys.stderr))
         print(f"published {stats.published} messages in {stats.wall_s:.1f} s")
         return 0

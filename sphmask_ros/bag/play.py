@@ -5,9 +5,14 @@ publishers offered (`writer.rclpy_qos`), and every message is sent as its record
 (`Publisher.publish(bytes)`), so subscribers receive exactly what was recorded. Messages go out
 at their recorded log times divided by `rate`; `loop` starts over at the end.
 
-A topic whose type has no Python definition here (e.g. tf2_msgs without tf2 installed) cannot
-be published: named in one warning and skipped when playing every topic, an error when asked
-for by name.
+`/tf_static` is always published reliable and transient local (depth 100), as tf2's static
+broadcaster does, so a node started after the player still gets the extrinsics. With
+`clock_hz` > 0 the bag's time goes out on `/clock` (rosgraph_msgs/Clock) at that rate and with
+every message (the recorded log time it is published at), so nodes with `use_sim_time` run on
+bag time; like `ros2 bag play --clock`, the clock starts at the first message's time.
+
+A topic whose type has no Python definition here cannot be published: named in one warning and
+skipped when playing every topic, an error when asked for by name.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ class PlayConfig:
     # destroying the publishers earlier loses what a slow (e.g. busy) subscriber has not yet
     # taken, since its DDS reader may not even have matched the writer yet.
     wait_acked_s: float = 5.0
+    clock_hz: float = 0.0  # > 0: publish the bag time on /clock at this rate
     node_name: str = "sphmask_bag_player"
 
     def validate(self) -> "PlayConfig":
@@ -43,6 +49,8 @@ class PlayConfig:
             raise ValueError("--wait-subscribers must be >= 0")
         if self.wait_acked_s < 0:
             raise ValueError("--wait-acked must be >= 0")
+        if not 0 <= self.clock_hz <= 1000:
+            raise ValueError(f"--clock must be in [0, 1000] Hz, got {self.clock_hz}")
         return self
 
 
@@ -55,15 +63,57 @@ class PlayStats:
     loops: int = 0
 
 
-def _wait_until(deadline: float, stop: threading.Event | None) -> bool:
-    """Sleep until `deadline` (monotonic); False when `stop` was set meanwhile."""
+TF_STATIC = "/tf_static"
+
+
+def _wait_until(deadline: float, stop: threading.Event | None,
+                tick: Callable[[], None] | None = None, tick_s: float = 0.05) -> bool:
+    """Sleep until `deadline` (monotonic), calling `tick` every `tick_s`; False when `stop`
+    was set meanwhile."""
     while True:
         left = deadline - time.monotonic()
         if stop is not None and stop.is_set():
             return False
         if left <= 0:
             return True
-        time.sleep(min(left, 0.05))
+        if tick is not None:
+            tick()
+        time.sleep(min(left, tick_s))
+
+
+class _Clock:
+    """Publishes the bag time on /clock: `bag0 + (now - wall0) * rate` between messages."""
+
+    def __init__(self, node: Any, rate: float) -> None:
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from rosgraph_msgs.msg import Clock
+
+        self._msg = Clock()
+        # what rosbag2's player offers: reliable, a short history
+        self.pub = node.create_publisher(Clock, "/clock",
+                                         QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+        self.rate = rate
+        self.wall0 = 0.0
+        self.bag0 = 0
+
+    def start(self, wall0: float, bag0: int) -> None:
+        self.wall0, self.bag0 = wall0, bag0
+
+    def publish_ns(self, bag_ns: int) -> None:
+        self._msg.clock.sec, self._msg.clock.nanosec = divmod(int(bag_ns), 1_000_000_000)
+        self.pub.publish(self._msg)
+
+    def tick(self) -> None:
+        elapsed = max(0.0, time.monotonic() - self.wall0)
+        self.publish_ns(self.bag0 + int(elapsed * self.rate * 1e9))
+
+
+def _publisher_qos(topic: str, offered: Sequence[Any]) -> Any:
+    if topic != TF_STATIC:
+        return rclpy_qos(offered)
+    from sphmask_ros.tf_buffer import TF_STATIC_QOS
+
+    return TF_STATIC_QOS
 
 
 def _wait_acked(pubs: dict[str, Any], timeout_s: float, log: Callable[[str], None]) -> None:
@@ -115,8 +165,9 @@ def play_bag(path: str | Path, cfg: PlayConfig = PlayConfig(),
     node = rclpy.create_node(cfg.node_name, context=context)
     t_start = time.monotonic()
     try:
-        pubs = {t: node.create_publisher(cls, t, rclpy_qos(bag.topics[t].qos))
+        pubs = {t: node.create_publisher(cls, t, _publisher_qos(t, bag.topics[t].qos))
                 for t, cls in classes.items()}
+        clock = _Clock(node, cfg.rate) if cfg.clock_hz > 0 else None
         if cfg.wait_subscribers_s > 0:
             deadline = time.monotonic() + cfg.wait_subscribers_s
             while any(p.get_subscription_count() == 0 for p in pubs.values()):
@@ -131,9 +182,16 @@ def play_bag(path: str | Path, cfg: PlayConfig = PlayConfig(),
             wall0 = time.monotonic()
             bag0: int | None = None
             for msg in bag.messages(list(pubs)):
-                bag0 = msg.log_time_ns if bag0 is None else bag0
-                if not _wait_until(wall0 + (msg.log_time_ns - bag0) / 1e9 / cfg.rate, stop):
+                if bag0 is None:
+                    bag0 = msg.log_time_ns
+                    if clock is not None:
+                        clock.start(wall0, bag0)
+                if not _wait_until(wall0 + (msg.log_time_ns - bag0) / 1e9 / cfg.rate, stop,
+                                   clock.tick if clock is not None else None,
+                                   1.0 / cfg.clock_hz if clock is not None else 0.05):
                     return stats
+                if clock is not None:
+                    clock.publish_ns(msg.log_time_ns)
                 pubs[msg.topic].publish(msg.data)
                 stats.published += 1
                 stats.per_topic[msg.topic] = stats.per_topic.get(msg.topic, 0) + 1

@@ -5,6 +5,7 @@ Topics (all stamped with the frame's time; bag log time = header stamp):
                (int32 ground truth per point, -1 = none; semantic ids of `SYNTHETIC_LABELS`)
   /odom        nav_msgs/Odometry, "map" -> "base_link" (the robot body pose)
   /tf_static   tf2_msgs/TFMessage, "base_link" -> "sensor" (the fixed extrinsic `EXTRINSIC_*`)
+  /tf          (with `tf=True`, `--tf`) tf2_msgs/TFMessage, "map" -> "base_link", the /odom poses
 The label names, label shift and extrinsic are also stored in the bag's metadata custom_data.
 Everything is a function of the seed (the synthetic generator is seeded, the per-frame point cap
 draws from a seeded generator), so the same command writes the same messages.
@@ -56,6 +57,7 @@ class RecordConfig:
     rate: float = 10.0  # Hz
     storage: str = "mcap"
     points_per_frame: int = 20000  # cap per frame (a seeded random subset); frames may have fewer
+    tf: bool = False  # also write the body poses as /tf (what a robot's bag carries)
 
     def validate(self) -> "RecordConfig":
         if self.frames < 1:
@@ -136,15 +138,16 @@ def frame_to_odometry(frame: Frame, stamp: int) -> Any:
     return msg
 
 
-def _tf_static(store: Any, stamp: int) -> bytes:
-    """tf2_msgs/TFMessage (not installed for rclpy) serialized with the rosbags typestore."""
+def _tf_message(store: Any, stamp: int, parent: str, child: str, transform: Transform) -> bytes:
+    """One-transform tf2_msgs/TFMessage serialized with the rosbags typestore (which has
+    tf2_msgs whether or not rclpy has it)."""
     t = store.types
     sec, nsec = divmod(int(stamp), 1_000_000_000)
     header = t["std_msgs/msg/Header"](stamp=t["builtin_interfaces/msg/Time"](sec=sec, nanosec=nsec),
-                                     frame_id=BASE_FRAME)
-    xyz, q = EXTRINSIC_XYZ, EXTRINSIC_QUAT
+                                     frame_id=parent)
+    xyz, q = transform.translation, transform.quat_xyzw
     tf = t["geometry_msgs/msg/TransformStamped"](
-        header=header, child_frame_id=SENSOR_FRAME,
+        header=header, child_frame_id=child,
         transform=t["geometry_msgs/msg/Transform"](
             translation=t["geometry_msgs/msg/Vector3"](x=xyz[0], y=xyz[1], z=xyz[2]),
             rotation=t["geometry_msgs/msg/Quaternion"](x=q[0], y=q[1], z=q[2], w=q[3])))
@@ -169,11 +172,18 @@ def record_synthetic(out: str | Path, cfg: RecordConfig, overwrite: bool = False
         bag.add_topic("/tf_static", "tf2_msgs/msg/TFMessage", [make_qos(True, True, 1)])
         bag.add_topic("/odom", "nav_msgs/msg/Odometry", [make_qos(True, False, 50)])
         bag.add_topic("/points", "sensor_msgs/msg/PointCloud2", [make_qos(True, False, 10)])
+        if cfg.tf:
+            bag.add_topic("/tf", "tf2_msgs/msg/TFMessage", [make_qos(True, False, 100)])
         first = frame_stamp_ns(frames[0])
-        bag.write("/tf_static", first, _tf_static(bag.typestore, first))
+        bag.write("/tf_static", first, _tf_message(bag.typestore, first, BASE_FRAME, SENSOR_FRAME,
+                                                   extrinsic()))
         for k, frame in enumerate(frames):
             stamp = frame_stamp_ns(frame)
-            bag.write_rclpy("/odom", stamp, frame_to_odometry(frame, stamp))
+            odom = frame_to_odometry(frame, stamp)
+            bag.write_rclpy("/odom", stamp, odom)
+            if cfg.tf:
+                bag.write("/tf", stamp, _tf_message(bag.typestore, stamp, MAP_FRAME, BASE_FRAME,
+                                                    Transform.from_msg(odom.pose.pose)))
             bag.write_rclpy("/points", stamp, frame_to_cloud(frame, stamp))
             points.append(int(frame.xyz.shape[0]))
             if progress is not None:
