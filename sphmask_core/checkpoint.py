@@ -43,7 +43,7 @@ def resolve_checkpoint_path(path: str | os.PathLike) -> Path:
 
 def save_checkpoint(
     path: str | os.PathLike,
-    model: nn.Module,
+    model: nn.Module | dict[str, torch.Tensor],
     cfg: ModelConfig,
     class_names: list[str] | tuple[str, ...],
     label_spec: Any,
@@ -51,12 +51,16 @@ def save_checkpoint(
 ) -> Path:
     """Write a checkpoint atomically (temporary file in the same folder, then rename).
 
+    `model` is a module or a state dict; a partial one (e.g. a backbone converted from ISBNet)
+    initialises training but is refused by `build_model_from_checkpoint`.
+
     `label_spec` is a `LabelSpec` or its dict form. `training_state` keys must be among
     TRAINING_KEYS and hold only weights_only-loadable values (tensors, containers, numbers, str).
     """
     unknown = sorted(set(training_state) - set(TRAINING_KEYS))
     if unknown:
         raise ValueError(f"unknown training_state keys {unknown}; allowed: {list(TRAINING_KEYS)}")
+    state = model.state_dict() if isinstance(model, nn.Module) else model
     spec_dict = label_spec.to_dict() if hasattr(label_spec, "to_dict") else dict(label_spec)
     payload: dict[str, Any] = {
         "format": FORMAT,
@@ -64,7 +68,7 @@ def save_checkpoint(
         "model_config": cfg.to_dict(),
         "class_names": [str(c) for c in class_names],
         "label_spec": spec_dict,
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "model": {k: v.detach().cpu() for k, v in state.items()},
     }
     payload.update(training_state)
     path = Path(path)
@@ -105,10 +109,19 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     return ckpt
 
 
+# Query-head BatchNorm eps of every model trained before `heads.bn_eps` existed (the current
+# default is the authors' 1e-5): such checkpoints keep the value they were trained with.
+LEGACY_HEADS_BN_EPS = 1e-4
+
+
 def config_from_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike = "<checkpoint>") -> ModelConfig:
     """The ModelConfig stored in a loaded checkpoint dict."""
     try:
-        return ModelConfig.from_dict(ckpt["model_config"])
+        data = ckpt["model_config"]
+        heads = data.get("heads") if isinstance(data, dict) else None
+        if isinstance(heads, dict) and "bn_eps" not in heads:
+            data = {**data, "heads": {**heads, "bn_eps": LEGACY_HEADS_BN_EPS}}
+        return ModelConfig.from_dict(data)
     except (ValueError, TypeError, KeyError) as e:
         raise CheckpointError(f"checkpoint {path} holds an invalid model configuration: {e}") from e
 

@@ -88,6 +88,10 @@ class QueryHeadConfig:
         n_phi: azimuth bins (code: 5, 0..360 deg); rays per query = n_theta * n_phi.
         num_dyco_layer: layers of the dynamic convolution (2 = 38x32, 32x1).
         mask_dim: width of the mask tower output and of the first dynamic-conv layer.
+        bn_eps: BatchNorm eps of inst_shared_mlp, every head, the kernel generator and the mask
+            tower. The authors' layers are PyTorch's default 1e-5; with trained running variances
+            near 1e-3 the eps is not negligible, so a converted checkpoint needs theirs. Models
+            trained here before this key existed used 1e-4 (see checkpoint.config_from_checkpoint).
     """
 
     dec_dim: int = 128
@@ -95,9 +99,10 @@ class QueryHeadConfig:
     n_phi: int = 5
     num_dyco_layer: int = 2
     mask_dim: int = 32
+    bn_eps: float = 1e-5
 
     def __post_init__(self) -> None:
-        _positive(self, ("dec_dim", "n_theta", "n_phi", "num_dyco_layer", "mask_dim"))
+        _positive(self, ("dec_dim", "n_theta", "n_phi", "num_dyco_layer", "mask_dim", "bn_eps"))
         # the sector anchors use int(180 / n_theta) and int(360 / n_phi) steps (SPEC 2.2)
         if 180 % self.n_theta or 360 % self.n_phi:
             raise ValueError(
@@ -128,6 +133,10 @@ class TestConfig:
         rotate: rotate every test cloud by `rotation_angle` about z before inference (the
             released ScanNet checkpoint's 0.35 pi trick); off for synthetic and sensor data.
         rotation_angle: radians.
+        clamp_center: before the spherical test, clamp every coordinate of each query's centre at
+            >= 0.01 together with its rays, as the released code does (it clamps the whole
+            rays + centre tensor). It moves centres of a mean-centred scene that lie below 0.01 on
+            any axis, so it is off except for converted authors' checkpoints.
     """
 
     __test__ = False  # keeps pytest from collecting this class as a test suite
@@ -144,6 +153,7 @@ class TestConfig:
     superpoint_refinement: bool = True
     rotate: bool = False
     rotation_angle: float = 0.35 * math.pi
+    clamp_center: bool = False
 
     def __post_init__(self) -> None:
         _positive(self, ("topk_candidates", "nms_sigma"))

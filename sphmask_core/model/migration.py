@@ -228,11 +228,15 @@ def assemble_masks(
     n_phi: int,
     min_ray: float = 0.01,
     chunk_size: int = 64,
+    clamp_center: bool = False,
 ) -> Tensor:
     """Test-time binary masks (K, U): unit u in mask q iff ray_q[sector_qu] >= r_qu - 2 z_qu.
 
     centers: (K, 3) spherical centres; rays: (K, n_theta*n_phi) (clamped below at ``min_ray``);
     z: (K, U) migration deltas; unit_xyz: (U, 3). Sectors are taken about each query's centre.
+    clamp_center: clamp the centre coordinates at ``min_ray`` too, as the released code does (it
+    clamps its whole rays + centre tensor); off by default, as it moves centres that lie below
+    ``min_ray`` on an axis (`TestConfig.clamp_center`).
     """
     k, n_rays = rays.shape
     if n_rays != n_theta * n_phi:
@@ -245,6 +249,8 @@ def assemble_masks(
         )
     with torch.no_grad():
         rays = rays.clamp(min=min_ray)
+        if clamp_center:
+            centers = centers.clamp(min=min_ray)
         out = torch.empty(z.shape, dtype=torch.bool, device=z.device)
         for s in range(0, k, chunk_size):
             e = min(s + chunk_size, k)
@@ -264,6 +270,7 @@ def assemble_masks_pruned(
     n_phi: int,
     min_ray: float = 0.01,
     chunk_size: int = 64,
+    clamp_center: bool = False,
 ) -> Tensor:
     """`assemble_masks` (same arguments, bit-identical result) without the sector of most pairs.
 
@@ -283,6 +290,8 @@ def assemble_masks_pruned(
         )
     with torch.no_grad():
         rays = rays.clamp(min=min_ray)
+        if clamp_center:
+            centers = centers.clamp(min=min_ray)
         shortest = rays.min(dim=1).values[:, None]  # (K, 1)
         longest = rays.max(dim=1).values[:, None]  # (K, 1)
         out = torch.empty(z.shape, dtype=torch.bool, device=z.device)

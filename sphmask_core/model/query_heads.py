@@ -14,14 +14,13 @@ from torch import Tensor, nn
 from sphmask_core.config import QueryHeadConfig
 from sphmask_core.model.migration import dyco_kernel_size
 
-BN_EPS = 1e-4
 BN_MOMENTUM = 0.1
 
 
-def _conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
+def _conv_bn_relu(c_in: int, c_out: int, bn_eps: float) -> list[nn.Module]:
     return [
         nn.Conv1d(c_in, c_out, kernel_size=1, bias=False),
-        nn.BatchNorm1d(c_out, eps=BN_EPS, momentum=BN_MOMENTUM),
+        nn.BatchNorm1d(c_out, eps=bn_eps, momentum=BN_MOMENTUM),
         nn.ReLU(inplace=True),
     ]
 
@@ -29,11 +28,11 @@ def _conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
 class GenericMLP(nn.Sequential):
     """n_hidden x [Conv1d (no bias), BN, ReLU] then Conv1d with bias and no activation."""
 
-    def __init__(self, c_in: int, hidden: int, c_out: int, n_hidden: int = 2) -> None:
+    def __init__(self, c_in: int, hidden: int, c_out: int, bn_eps: float, n_hidden: int = 2) -> None:
         layers: list[nn.Module] = []
         c = c_in
         for _ in range(n_hidden):
-            layers += _conv_bn_relu(c, hidden)
+            layers += _conv_bn_relu(c, hidden, bn_eps)
             c = hidden
         layers.append(nn.Conv1d(c, c_out, kernel_size=1, bias=True))
         super().__init__(*layers)
@@ -64,22 +63,23 @@ class QueryHeads(nn.Module):
         if n_classes < 1:
             raise ValueError(f"n_classes must be >= 1, got {n_classes}")
         d = cfg.dec_dim
+        eps = cfg.bn_eps
         self.cfg = cfg
         self.n_classes = n_classes
         # the dynamic conv reads mask_dim unit features and has mask_dim hidden channels
         self.kernel_size = dyco_kernel_size(cfg.mask_dim, cfg.mask_dim, cfg.num_dyco_layer)
         self.inst_shared_mlp = nn.Sequential(
-            *_conv_bn_relu(in_dim, d),
+            *_conv_bn_relu(in_dim, d, eps),
             nn.Conv1d(d, d, kernel_size=1, bias=True),
-            nn.BatchNorm1d(d, eps=BN_EPS, momentum=BN_MOMENTUM),
+            nn.BatchNorm1d(d, eps=eps, momentum=BN_MOMENTUM),
             nn.ReLU(inplace=True),
         )
-        self.class_head = GenericMLP(d, d, n_classes + 1)
-        self.conf_head = GenericMLP(d, d, 1)
-        self.box_head = GenericMLP(d, d, 6)
-        self.center_head = GenericMLP(d, d, 3)
-        self.ray_head = GenericMLP(d, d, cfg.n_theta * cfg.n_phi)
-        self.kernel_head = GenericMLP(d, d, self.kernel_size)
+        self.class_head = GenericMLP(d, d, n_classes + 1, eps)
+        self.conf_head = GenericMLP(d, d, 1, eps)
+        self.box_head = GenericMLP(d, d, 6, eps)
+        self.center_head = GenericMLP(d, d, 3, eps)
+        self.ray_head = GenericMLP(d, d, cfg.n_theta * cfg.n_phi, eps)
+        self.kernel_head = GenericMLP(d, d, self.kernel_size, eps)
         self._init_kernel_head()
 
     def _init_kernel_head(self) -> None:
@@ -111,12 +111,12 @@ class QueryHeads(nn.Module):
 class MaskTower(nn.Module):
     """Per-unit (superpoint or voxel) mask features: 3 x [Conv1d, BN, ReLU] + Conv1d with bias."""
 
-    def __init__(self, in_dim: int, mask_dim: int) -> None:
+    def __init__(self, in_dim: int, mask_dim: int, bn_eps: float) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         c = in_dim
         for _ in range(3):
-            layers += _conv_bn_relu(c, mask_dim)
+            layers += _conv_bn_relu(c, mask_dim, bn_eps)
             c = mask_dim
         layers.append(nn.Conv1d(mask_dim, mask_dim, kernel_size=1, bias=True))
         self.net = nn.Sequential(*layers)

@@ -144,7 +144,7 @@ class SphericalMask(nn.Module):
             a.mlp_pa1[-1], list(a.mlp_pa2), [a.mlp_pa2[-1]], a.radius_pa2, a.k_pa2, a.k_post_pa2
         )
         self.query_heads = QueryHeads(h, a.query_dim, cfg.n_classes)
-        self.mask_tower = MaskTower(d, h.mask_dim)
+        self.mask_tower = MaskTower(d, h.mask_dim, h.bn_eps)
         self.criterion = InstanceCriterion(cfg.loss, cfg.n_classes, h.n_theta, h.n_phi,
                                            voxel_scale=cfg.voxel_scale)
         self._algo_device_type = "cpu"
@@ -444,7 +444,10 @@ class SphericalMask(nn.Module):
                 o = q.out
                 sl = slice(s, s + k)
                 sel = rows[scene] + s
-                masks = assemble(o.centers[sel], o.rays[sel], z_of[scene], unit_xyz, h.n_theta, h.n_phi)
+                masks = assemble(
+                    o.centers[sel], o.rays[sel], z_of[scene], unit_xyz, h.n_theta, h.n_phi,
+                    clamp_center=self.cfg.test.clamp_center,
+                )
                 preds.append(
                     ScenePrediction(
                         point_to_voxel=p2v, voxel_to_unit=v2u, unit_xyz=unit_xyz, unit_masks=masks,
