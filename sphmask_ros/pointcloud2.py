@@ -319,7 +319,8 @@ def decode_cloud(msg: PointCloud2) -> DecodedCloud:
 
     rgb, used = structured_colour(points, names, keep)
     colour_cleared = 0
-    if rgb is not None:
+    if rgb is not None and any(points.dtype[n].kind == "f" for n in used & {"r", "g", "b"}):
+        # only separate float channels can carry NaN/Inf (packed and integer ones cannot)
         bad = ~(np.isfinite(rgb[:, 0]) & np.isfinite(rgb[:, 1]) & np.isfinite(rgb[:, 2]))  # (M,)
         colour_cleared = int(np.count_nonzero(bad))
         if colour_cleared:
@@ -345,26 +346,31 @@ def _valid_points(points: np.ndarray, xyz: np.ndarray) -> tuple[np.ndarray | Non
     """(N,) keep-mask (None = keep all) and the number of dropped points per reason.
 
     A point counts under the first reason that applies: non_finite, int_limit, out_of_range.
-    1-D passes per column: many times faster than ``.all(axis=1)`` on an (N, 3) array.
+    The common all-good cloud costs one comparison pass per column (NaN fails ``<=`` too); the
+    reasons are only told apart when something is dropped. 1-D passes per column: many times
+    faster than ``.all(axis=1)`` on an (N, 3) array.
     """
-    finite = np.isfinite(xyz[:, 0]) & np.isfinite(xyz[:, 1]) & np.isfinite(xyz[:, 2])  # (N,)
-    not_sentinel = finite
+    ok = np.abs(xyz[:, 0]) <= MAX_ABS_COORDINATE  # (N,)
+    ok &= np.abs(xyz[:, 1]) <= MAX_ABS_COORDINATE
+    ok &= np.abs(xyz[:, 2]) <= MAX_ABS_COORDINATE
+    sentinel = None
     for name in "xyz":
         dt = points.dtype[name]
         if dt.kind in "iu":
             info, col = np.iinfo(dt), points[name]
-            not_sentinel = not_sentinel & (col != info.min) & (col != info.max)
-    ok = not_sentinel.copy() if not_sentinel is finite else not_sentinel
-    with np.errstate(invalid="ignore"):
-        for c in range(3):
-            ok &= np.abs(xyz[:, c]) <= MAX_ABS_COORDINATE
+            hit = (col == info.min) | (col == info.max)
+            sentinel = hit if sentinel is None else sentinel | hit
+    if sentinel is not None:
+        ok &= ~sentinel
     n = ok.shape[0]
     n_ok = int(np.count_nonzero(ok))
     if n_ok == n:
         return None, {}
-    n_finite, n_not_sentinel = int(np.count_nonzero(finite)), int(np.count_nonzero(not_sentinel))
-    counts = {"non_finite": n - n_finite, "int_limit": n_finite - n_not_sentinel,
-              "out_of_range": n_not_sentinel - n_ok}
+    finite = np.isfinite(xyz[:, 0]) & np.isfinite(xyz[:, 1]) & np.isfinite(xyz[:, 2])
+    n_finite = int(np.count_nonzero(finite))
+    n_sentinel = 0 if sentinel is None else int(np.count_nonzero(sentinel & finite))
+    counts = {"non_finite": n - n_finite, "int_limit": n_sentinel,
+              "out_of_range": n_finite - n_sentinel - n_ok}
     return ok, {k: v for k, v in counts.items() if v}
 
 
