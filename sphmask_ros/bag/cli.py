@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     play.add_argument("--rate", type=float, default=1.0, help="multiple of the recorded rate")
     play.add_argument("--topics", nargs="+", default=None)
     play.add_argument("--loop", action="store_true")
+    play.add_argument("--delay", type=float, default=0.0, metavar="SECONDS",
+                      help="wait this long before the first message")
     play.add_argument("--clock", nargs="?", type=float, const=40.0, default=0.0, metavar="HZ",
                       help="publish the bag's time on /clock (default 40 Hz) for use_sim_time")
     play.add_argument("--wait-subscribers", type=float, default=0.0, metavar="SECONDS",
@@ -142,7 +144,7 @@ def _run(args: argparse.Namespace) -> int:
 
         cfg = PlayConfig(rate=args.rate, topics=args.topics, loop=args.loop,
                          wait_subscribers_s=args.wait_subscribers, wait_acked_s=args.wait_acked,
-                         clock_hz=args.clock)
+                         clock_hz=args.clock, delay_s=args.delay)
         stats = play_bag(args.bag, cfg, log=lambda s: print(s, file=sys.stderr))
         print(f"published {stats.published} messages in {stats.wall_s:.1f} s")
         return 0

@@ -40,6 +40,10 @@ class PlayConfig:
     # taken, since its DDS reader may not even have matched the writer yet.
     wait_acked_s: float = 5.0
     clock_hz: float = 0.0  # > 0: publish the bag time on /clock at this rate
+    # Seconds to wait after the subscribers were found, before the first message (`ros2 bag
+    # play --delay`): a publisher that sees a subscriber does not mean the subscriber has
+    # matched the publisher yet, and what it publishes before that is not delivered.
+    delay_s: float = 0.0
     node_name: str = "sphmask_bag_player"
 
     def validate(self) -> "PlayConfig":
@@ -49,6 +53,8 @@ class PlayConfig:
             raise ValueError("--wait-subscribers must be >= 0")
         if self.wait_acked_s < 0:
             raise ValueError("--wait-acked must be >= 0")
+        if self.delay_s < 0:
+            raise ValueError("--delay must be >= 0")
         if not 0 <= self.clock_hz <= 1000:
             raise ValueError(f"--clock must be in [0, 1000] Hz, got {self.clock_hz}")
         return self
@@ -177,6 +183,8 @@ def play_bag(path: str | Path, cfg: PlayConfig = PlayConfig(),
                         f"{cfg.wait_subscribers_s:.1f} s; playing anyway")
                     break
                 time.sleep(0.05)
+        if cfg.delay_s > 0 and not _wait_until(time.monotonic() + cfg.delay_s, stop):
+            return stats
         t_start = time.monotonic()
         while True:
             wall0 = time.monotonic()

@@ -31,9 +31,9 @@ from sphmask_ros.bag.record import (  # noqa: E402
     synthetic_frames,
 )
 
-CFG = RecordConfig(seed=5, frames=4, rate=10.0, points_per_frame=2000, tf=True)
+CFG = RecordConfig(seed=5, frames=3, rate=10.0, points_per_frame=500, tf=True)
 COMMON = {"input_voxel_size": 0.0, "device": "cpu", "score_threshold": 0.1, "fixed_frame": "map",
-          "accumulate.frames": 2}
+          "accumulate.frames": 2, "max_points": 1000}
 
 
 def _stamp(h) -> int:
@@ -81,8 +81,10 @@ def test_tf_sim_time_replay_matches_offline_odometry_eval(tmp_path, random_check
         report.out_dir / "output_bag").messages([OUTPUT_TOPICS["instances"][0]]))}
     assert sorted(offline) == stamps and all(len(v[2]) > 0 for v in offline.values())
 
-    params = {**COMMON, "checkpoint": str(random_checkpoint), "max_points": 4000,
-              "pose_source": "tf", "input_topics": ["/points"], "use_sim_time": True}
+    # reliable input (the player offers the recorded reliable QoS): no frame may be lost, or
+    # the accumulated windows differ
+    params = {**COMMON, "checkpoint": str(random_checkpoint), "qos.input_reliability": "reliable",
+              "qos.input_depth": 10, "pose_source": "tf", "input_topics": ["/points"], "use_sim_time": True}
     context = rclpy.Context()
     rclpy.init(context=context)
     got: list[InstanceArray] = []
@@ -99,7 +101,7 @@ def test_tf_sim_time_replay_matches_offline_odometry_eval(tmp_path, random_check
         result: dict = {}
         player = threading.Thread(target=lambda: result.setdefault("stats", play_bag(
             bag, PlayConfig(rate=0.5, topics=["/tf_static", "/tf", "/points"], clock_hz=50.0,
-                            wait_subscribers_s=20.0), log=lambda s: None)))
+                            wait_subscribers_s=20.0, delay_s=1.0), log=lambda s: None)))
         player.start()
         deadline = time.monotonic() + 60.0
         while time.monotonic() < deadline and (player.is_alive() or len(got) < len(stamps)):
