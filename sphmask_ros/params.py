@@ -119,8 +119,10 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("crop.max", [_BIG, _BIG, _BIG], _DA,
               "Upper corner (x, y, z, m) of the crop box in the output frame.", length=3,
               range=(-_BIG, _BIG)),
-    ParamSpec("crop.max_range", 0.0, _D,
-              "Drop points farther than this (m) from the sensor origin; 0 = no limit.",
+    ParamSpec("crop.max_range", 200.0, _D,
+              "Drop points farther than this (m) from the sensor origin (counted as "
+              "beyond_range in /diagnostics); 0 = no limit, which lets one stray point "
+              "kilometres away stretch the model's voxel grid past its size and cost the frame.",
               range=(0.0, _BIG)),
     ParamSpec("max_points", 300_000, _I,
               "Cap on the points given to the model (random subset, warned); bounds memory.",
@@ -279,7 +281,7 @@ class NodeParams:
     input_voxel_size: float = 0.02
     crop_min: tuple[float, ...] = (-_BIG, -_BIG, -_BIG)
     crop_max: tuple[float, ...] = (_BIG, _BIG, _BIG)
-    crop_max_range: float = 0.0
+    crop_max_range: float = 200.0
     max_points: int = 300_000
     qos_input_reliability: str = "best_effort"
     qos_input_depth: int = 1

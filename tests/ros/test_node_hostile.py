@@ -55,7 +55,7 @@ def _rss_mb() -> float:
 
 @pytest.fixture(scope="module")
 def graph(context, checkpoint):
-    node = make_node(context, checkpoint, "t_hostile", **{"crop.max_range": 200.0})
+    node = make_node(context, checkpoint, "t_hostile")  # default crop.max_range
     oracle = CheckingOracle(node.runtime.pipeline.segmenter)
     node.runtime.pipeline.segmenter = oracle
     g = Graph(context, node, Probe(context, "t_hostile"))
