@@ -13,6 +13,10 @@ Arguments (empty = keep the value of the parameter file):
   use_sim_time  true when clouds come from a bag played with a /clock
   remappings    extra remaps "from:=to,from2:=to2" (e.g. /diagnostics:=/sphmask/diagnostics)
   use_rviz      also start rviz2 with share/sphmask/config/sphmask.rviz
+  dds_profile   Fast DDS profile of the started processes (default:
+                share/sphmask/config/fastdds.xml, a shared-memory segment big enough for
+                multi-MB clouds); empty = keep the environment's FASTDDS_DEFAULT_PROFILES_FILE.
+                The camera / lidar driver publishing the clouds needs it too (README).
 """
 
 from launch import LaunchDescription
@@ -57,6 +61,7 @@ def _setup(context):
     for name in ("checkpoint", "device"):
         if arg(name):
             overrides[name] = arg(name)
+    env = {"FASTDDS_DEFAULT_PROFILES_FILE": arg("dds_profile")} if arg("dds_profile") else {}
     actions = [
         Node(
             package="sphmask",
@@ -67,6 +72,7 @@ def _setup(context):
             remappings=_remappings(arg("remappings")),
             output="screen",
             emulate_tty=True,
+            additional_env=env,
         )
     ]
     if _as_bool("use_rviz", arg("use_rviz")):
@@ -77,6 +83,7 @@ def _setup(context):
                 name="sphmask_rviz",
                 arguments=["-d", arg("rviz_config")],
                 output="screen",
+                additional_env=env,
             )
         )
     return actions
@@ -104,5 +111,9 @@ def generate_launch_description():
         DeclareLaunchArgument(
             "rviz_config", default_value=PathJoinSubstitution([share, "config", "sphmask.rviz"]),
             description="RViz configuration"),
+        DeclareLaunchArgument(
+            "dds_profile", default_value=PathJoinSubstitution([share, "config", "fastdds.xml"]),
+            description="Fast DDS profile (FASTDDS_DEFAULT_PROFILES_FILE) of the started "
+                        "processes; empty = keep the environment's"),
         OpaqueFunction(function=_setup),
     ])

@@ -134,6 +134,9 @@ def test_defaults_start_only_the_node_with_the_shipped_params(launch_file):
     # nothing overrides the file when the arguments are left empty
     assert overrides == {"use_sim_time": False}
     assert node["remappings"] == []
+    # large best-effort clouds need the shipped Fast DDS profile (config/fastdds.xml)
+    assert node["additional_env"] == {"FASTDDS_DEFAULT_PROFILES_FILE": f"{SHARE}/config/fastdds.xml"}
+    assert (ROOT / "config" / "fastdds.xml").is_file()
     # the file the launch points at exists in the source tree that gets installed to share/
     assert yaml.safe_load((ROOT / "config" / "sphmask.yaml").read_text())["/**"]["ros__parameters"]
 
@@ -159,6 +162,12 @@ def test_overrides_namespace_remaps_and_rviz(launch_file):
     assert node["remappings"] == [("/diagnostics", "/sphmask/diagnostics"), ("~/markers", "viz")]
     assert (rviz["package"], rviz["executable"]) == ("rviz2", "rviz2")
     assert rviz["arguments"] == ["-d", f"{SHARE}/config/sphmask.rviz"]
+    assert rviz["additional_env"] == node["additional_env"]
+
+
+def test_empty_dds_profile_keeps_the_environment(launch_file):
+    (node,) = _run(launch_file, dds_profile="")[1]
+    assert node["additional_env"] == {}
 
 
 def test_bad_arguments_are_refused(launch_file):
