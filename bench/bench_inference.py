@@ -1,23 +1,29 @@
-"""Inference latency per stage and peak memory of the Segmenter on synthetic rooms.
+"""Inference latency per stage and peak memory of the Segmenter on synthetic rooms, fast vs reference.
 
     python bench/bench_inference.py                       # small + full, 20k..200k points, cpu (+cuda)
-    python bench/bench_inference.py --configs small --sizes 20000 50000 --repeats 3
+    python bench/bench_inference.py --configs full_scannet --sizes 50000 --threads 1
     python bench/bench_inference.py --checkpoint runs/x/best.pt --devices cuda
 
-Without a checkpoint the weights are random; the foreground threshold is then opened (every
-voxel is "object", no size filter) so the query stage and NMS run at their worst case. Times
-are medians over `--repeats` runs after one warm-up run. Peak memory: CUDA = max allocated by
-torch during the run; CPU = growth of the process's peak resident set (0 once an earlier,
-larger run set the peak, hence sizes run in ascending order).
+Every row is measured twice, interleaved run by run in the same process: "ref" is the model's
+original path (every query gets a mask, reference dynamic convolution and assembly), "new" the
+default fast path; the last column is ref total / new total. Both must give the same instances.
+Without a checkpoint the weights are random; the foreground threshold is then opened (every voxel
+is "object", no size filter) so the query stage and NMS run at their worst case. With
+--checkpoint the rows are labelled with the checkpoint's config name and --configs is ignored.
+Times are medians over `--repeats` runs after one warm-up run of each path. Peak memory: CUDA =
+max allocated by torch during the path's runs; CPU = peak resident set sampled every millisecond
+during those runs, minus the resident set before them.
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
+import os
 import statistics
 import sys
+import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,8 +36,37 @@ from sphmask_core.model.spherical_mask import SphericalMask
 STAGES = ("voxelize", "backbone", "aggregators", "heads", "migration_assembly", "nms", "total")
 
 
+_PAGE_MIB = os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def _rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * _PAGE_MIB
+
+
+class _PeakRss:
+    """Peak resident set (MiB) above the level at entry, sampled by a thread every millisecond."""
+
+    def __enter__(self) -> "_PeakRss":
+        self.base = _rss_mib()
+        self.peak = self.base
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.001):
+            self.peak = max(self.peak, _rss_mib())
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_mib())
+
+    @property
+    def growth(self) -> float:
+        return max(self.peak - self.base, 0.0)
 
 
 def build_segmenter(config: str, checkpoint: str | None, device: str) -> Segmenter:
@@ -44,26 +79,45 @@ def build_segmenter(config: str, checkpoint: str | None, device: str) -> Segment
     return Segmenter(SphericalMask(cfg), cfg, device=device)
 
 
-def bench_one(seg: Segmenter, xyz: np.ndarray, rgb: np.ndarray, repeats: int) -> dict[str, float]:
-    seg(xyz, rgb)  # warm-up: allocator, spconv kernels
+def _same(a, b) -> bool:
+    return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a.masks, b.masks)) and all(
+        np.array_equal(getattr(a, f), getattr(b, f)) for f in ("scores", "class_ids")
+    )
+
+
+def bench_pair(seg: Segmenter, xyz: np.ndarray, rgb: np.ndarray, repeats: int) -> dict[str, dict[str, float]]:
+    """Rows "ref" and "new" (ms per stage, peak MiB, instances) from interleaved runs; "same" flag."""
     dev = seg.device
-    if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
-        torch.cuda.reset_peak_memory_stats(dev)
-    rss0 = _rss_mib()
-    runs = []
-    n_inst = 0
+    runs: dict[str, list[dict[str, float]]] = {"ref": [], "new": []}
+    peak = {"ref": 0.0, "new": 0.0}
+    last = {}
+    for path in ("ref", "new"):  # warm-up: allocator, spconv kernels
+        seg.reference = path == "ref"
+        seg(xyz, rgb)
     for _ in range(repeats):
-        inst = seg(xyz, rgb)
-        runs.append(inst.timings)
-        n_inst = len(inst)
-    row = {k: statistics.median(r.get(k, 0.0) for r in runs) * 1000.0 for k in STAGES}
-    if dev.type == "cuda":
-        row["peak_mib"] = torch.cuda.max_memory_allocated(dev) / 2**20
-    else:
-        row["peak_mib"] = max(_rss_mib() - rss0, 0.0)
-    row["instances"] = float(n_inst)
-    return row
+        for path in ("ref", "new"):
+            seg.reference = path == "ref"
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+                torch.cuda.reset_peak_memory_stats(dev)
+                base = torch.cuda.memory_allocated(dev)
+                inst = seg(xyz, rgb)
+                peak[path] = max(peak[path], (torch.cuda.max_memory_allocated(dev) - base) / 2**20)
+            else:
+                with _PeakRss() as rss:
+                    inst = seg(xyz, rgb)
+                peak[path] = max(peak[path], rss.growth)
+            runs[path].append(inst.timings)
+            last[path] = inst
+    seg.reference = False
+    rows = {}
+    for path in ("ref", "new"):
+        row = {k: statistics.median(r.get(k, 0.0) for r in runs[path]) * 1000.0 for k in STAGES}
+        row["peak_mib"] = peak[path]
+        row["instances"] = float(len(last[path]))
+        rows[path] = row
+    rows["same"] = {"value": float(_same(last["ref"], last["new"]))}
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,19 +138,28 @@ def main(argv: list[str] | None = None) -> int:
         scenes[n] = generate_scene(0, SyntheticConfig(target_points_range=(n, n), room_size_range=(6.0, 8.0)))
         print(f"# scene with {scenes[n].n_points} points generated in {time.perf_counter() - t:.1f} s", file=sys.stderr)
 
-    header = f"{'config':<13} {'device':<6} {'points':>7} " + " ".join(f"{s[:10]:>10}" for s in STAGES)
-    header += f" {'peak MiB':>9} {'inst':>5}"
-    print("times in ms (median of %d runs)" % args.repeats)
+    header = f"{'config':<13} {'device':<6} {'points':>7} {'path':<4} " + " ".join(f"{s[:10]:>10}" for s in STAGES)
+    header += f" {'peak MiB':>9} {'inst':>5} {'ref/new':>7}"
+    print("times in ms (median of %d runs, threads %d)" % (args.repeats, torch.get_num_threads()))
     print(header)
     print("-" * len(header))
-    for config in args.configs:
+    configs = [None] if args.checkpoint else args.configs
+    for config in configs:
         for device in devices:
             seg = build_segmenter(config, args.checkpoint, device)
+            label = f"{Path(args.checkpoint).stem}:{seg.cfg.name}" if args.checkpoint else config
             for n in sorted(args.sizes):
                 sc = scenes[n]
-                row = bench_one(seg, sc.xyz, sc.rgb, args.repeats)
-                cells = " ".join(f"{row[s]:>10.1f}" for s in STAGES)
-                print(f"{config:<13} {device:<6} {n:>7} {cells} {row['peak_mib']:>9.0f} {int(row['instances']):>5}", flush=True)
+                rows = bench_pair(seg, sc.xyz, sc.rgb, args.repeats)
+                ratio = rows["ref"]["total"] / max(rows["new"]["total"], 1e-9)
+                for path in ("ref", "new"):
+                    row = rows[path]
+                    cells = " ".join(f"{row[s]:>10.1f}" for s in STAGES)
+                    tail = f" {ratio:>6.2f}x" if path == "new" else ""
+                    if path == "new" and not rows["same"]["value"]:
+                        tail += "  RESULTS DIFFER"
+                    print(f"{label:<13} {device:<6} {n:>7} {path:<4} {cells} {row['peak_mib']:>9.0f} "
+                          f"{int(row['instances']):>5}{tail}", flush=True)
             del seg
             if device == "cuda":
                 torch.cuda.empty_cache()
