@@ -19,6 +19,7 @@ setup(
             "sphmask-train = training.train:main",
             "sphmask-predict = training.predict:main",
             "sphmask-eval = sphmask_core.evaluation.cli:main",
+            "sphmask-convert = sphmask_core.official_checkpoint:main",
             "sphmask-node = sphmask_ros.node:main",
             "sphmask-lifecycle-node = sphmask_ros.lifecycle_node:main",
             "sphmask-bag = sphmask_ros.bag.cli:main",
