@@ -61,6 +61,10 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("device", "auto", _S,
               "Torch device: auto (cuda when available, else cpu), cpu, cuda or cuda:N.",
               read_only=True, pattern=r"auto|cpu|cuda(:\d+)?"),
+    ParamSpec("torch_threads", 1, _I,
+              "Torch intra-op CPU threads, set once at start; 0 = torch's default (one per core). "
+              "Default 1: on 2 shared cores a second thread made the sparse convolutions slower.",
+              read_only=True, range=(0, 256)),
     ParamSpec("class_names", [""], _SA,
               "Override of the model's instance class names (same length as the model's); "
               "[''] or [] = names stored in the checkpoint.", read_only=True),
@@ -264,6 +268,7 @@ class NodeParams:
     input_topics: tuple[str, ...] = ("points",)
     checkpoint: str = ""
     device: str = "auto"
+    torch_threads: int = 1
     class_names: tuple[str, ...] = ("",)
     score_threshold: float = 0.4
     nms_sigma: float = 2.0

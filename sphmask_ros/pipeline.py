@@ -257,6 +257,10 @@ class Pipeline:
         from sphmask_core.inference.segmenter import Segmenter
         from sphmask_core.pretrained import DEFAULT_CHECKPOINT_NAME
 
+        import torch
+
+        if params.torch_threads > 0:
+            torch.set_num_threads(params.torch_threads)
         path = params.checkpoint or None
         segmenter = Segmenter.from_checkpoint(path, device=params.device)
         override = params.class_name_override
