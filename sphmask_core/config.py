@@ -125,6 +125,9 @@ class TestConfig:
             (0 = keep all, the benchmark setting). The node's `score_threshold` parameter
             overrides it, so the node, `sphmask-predict`, validation and `sphmask-bag eval`
             report the same instances for the same value.
+        duplicate_iou: after matrix NMS and the score threshold, drop a mask when a higher-scored
+            mask of the same class overlaps it with IoU above this (0 = off, the released model;
+            matrix NMS only decays such duplicates' scores, so they survive a threshold).
         npoint_thresh: candidates with fewer voxels are dropped before NMS (code 100).
         min_points: masks with fewer points after devoxelization / refinement are dropped (code 100).
         filter_bg_thresh: a unit is "object" if any instance-class probability reaches this (0.1).
@@ -147,6 +150,7 @@ class TestConfig:
     nms_sigma: float = 2.0
     nms_topk: int = 200
     score_threshold: float = 0.0
+    duplicate_iou: float = 0.0
     npoint_thresh: int = 100
     min_points: int = 100
     filter_bg_thresh: float = 0.1
@@ -167,6 +171,8 @@ class TestConfig:
             raise ValueError("test.npoint_thresh and test.min_points must be >= 0")
         if not 0.0 <= self.score_threshold <= 1.0:
             raise ValueError(f"test.score_threshold must be in [0, 1], got {self.score_threshold}")
+        if not 0.0 <= self.duplicate_iou <= 1.0:
+            raise ValueError(f"test.duplicate_iou must be in [0, 1] (0 = off), got {self.duplicate_iou}")
         if not 0.0 <= self.filter_bg_thresh <= 1.0:
             raise ValueError(f"test.filter_bg_thresh must be in [0, 1], got {self.filter_bg_thresh}")
 

@@ -1,11 +1,15 @@
 """Non-maximum suppression over binary instance masks (SPEC 4.7).
 
 ``matrix_nms`` is the Gaussian, label-specific Matrix NMS of SOLOv2 used by the released model
-(no score threshold); ``greedy_nms`` is the class-wise hard NMS of the S3DIS configuration.
+(no score threshold); ``greedy_nms`` is the class-wise hard NMS of the S3DIS configuration;
+``suppress_duplicates`` is our optional hard pass after matrix NMS (``test.duplicate_iou``).
 """
 
 from __future__ import annotations
 
+from typing import Sequence
+
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -86,4 +90,29 @@ def greedy_nms(
     return order[alive]
 
 
-__all__ = ["greedy_nms", "mask_iou_matrix", "matrix_nms"]
+def suppress_duplicates(masks: Tensor, labels: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+    """Indices (ascending, into the inputs) of the masks left after dropping every mask that a
+    higher-scored mask of the same label overlaps with IoU > ``iou_threshold``.
+
+    Matrix NMS only decays scores: a duplicate of a confident mask at IoU 0.5 keeps
+    exp(-2 * 0.25) = 61 % of its score and is published next to the original. This hard pass runs
+    on the decayed scores, so touching objects (small IoU) and objects of other classes survive.
+    """
+    keep = greedy_nms(masks, labels, scores, iou_threshold=iou_threshold)
+    return torch.sort(keep).values
+
+
+def max_overlap(masks: Sequence[np.ndarray]) -> float:
+    """Largest IoU between any two of the given point-index masks (0 for fewer than two)."""
+    masks = [np.asarray(m, dtype=np.int64).reshape(-1) for m in masks]
+    if len(masks) < 2:
+        return 0.0
+    # only points covered by some mask matter: compress to their union before going dense
+    union, inverse = np.unique(np.concatenate(masks), return_inverse=True)
+    rows = np.repeat(np.arange(len(masks)), [len(m) for m in masks])
+    dense = torch.zeros((len(masks), len(union)), dtype=torch.bool)  # (K, U)
+    dense[torch.from_numpy(rows), torch.from_numpy(inverse.reshape(-1))] = True
+    return float(mask_iou_matrix(dense).fill_diagonal_(0.0).max())
+
+
+__all__ = ["greedy_nms", "mask_iou_matrix", "matrix_nms", "max_overlap", "suppress_duplicates"]

@@ -24,7 +24,7 @@ from sphmask_core.checkpoint import CheckpointError, build_model_from_checkpoint
 from sphmask_core.config import ModelConfig, TestConfig
 from sphmask_core.data.collate import Batch
 from sphmask_core.inference.instances import Instances, point_instance_from_masks
-from sphmask_core.inference.nms import greedy_nms, matrix_nms
+from sphmask_core.inference.nms import greedy_nms, matrix_nms, suppress_duplicates
 from sphmask_core.model.candidates import select_candidates
 from sphmask_core.model.spherical_mask import ScenePrediction, SphericalMask
 
@@ -175,6 +175,9 @@ def postprocess(
     if above.numel() == 0:
         return empty
     voxel_masks, q_idx, c_idx, new_scores = voxel_masks[above], q_idx[above], c_idx[above], new_scores[above]
+    if test_cfg.duplicate_iou > 0:
+        dup = suppress_duplicates(voxel_masks, c_idx, new_scores, test_cfg.duplicate_iou)
+        voxel_masks, q_idx, c_idx, new_scores = voxel_masks[dup], q_idx[dup], c_idx[dup], new_scores[dup]
 
     point_masks = voxel_masks[:, pred.point_to_voxel]  # (K', N)
     if superpoint is not None and test_cfg.superpoint_refinement:
