@@ -2,25 +2,31 @@
 
 Raw layout, one folder per scan: `<root>/<scene>/` with
   `<scene>_vh_clean_2.ply`                  mesh vertices (x y z red green blue alpha) + faces
-  `<scene>_vh_clean_2.labels.ply`           same vertices, `label` = NYU40 id per vertex
+  `<scene>_vh_clean_2.labels.ply`           same vertices, `label` = NYU40 id per vertex (only checked)
   `<scene>.aggregation.json`                segGroups: {id, objectId, segments, label (raw category)}
   `<scene>_vh_clean_2.0.010000.segs.json`   segIndices: one mesh-segment id per vertex
   `<scene>.txt`                             metadata; `axisAlignment = m00 m01 ... m33` (optional)
-and `<root>/scannetv2-labels.combined.tsv` mapping raw categories to NYU40 (`raw_category`, `nyu40id`).
+and `<root>/scannetv2-labels.combined.tsv` mapping raw categories to NYU40 (`raw_category`, `nyu40id`;
+earlier ScanNet releases name the raw column `category`, which is read when `raw_category` is absent).
 
 Scene built from a raw scan (`load_scannet_raw`):
 - xyz: the mesh vertices, first transformed by the 4x4 `axisAlignment` matrix of `<scene>.txt` when
   that file has one and `axis_align=True` (the released ISBNet/SM preprocessing does not align;
   pass `axis_align=False` to reproduce it bit for bit), then minus their mean.
 - rgb: raw 0-255 / 127.5 - 1.
-- semantic: NYU40 id of the labels.ply mapped to 0..19 (SCANNET_LABELS), anything else -100.
-- instance: the aggregation's segGroups whose raw label maps (through the tsv) to neither wall
-  (NYU40 1) nor floor (NYU40 2), in file order; a vertex belongs to the group holding its
-  segIndices segment (a later group wins if two claim it). Group points whose semantic label is
-  -100 (an object class outside the 20 benchmark classes, e.g. lamp) or a stuff class are set to
-  -100 because the Scene contract requires every instance point to carry an instance class; ids
-  are then compacted to 0..K-1 keeping the group order. scene0217_00 stores every group twice:
-  only the first half is used.
+- ground truth, as the benchmark's own export builds it: a vertex belongs to the aggregation
+  segGroup holding its segIndices segment (a later group wins if two claim it); vertices of no
+  group are unannotated (-100).
+- semantic: the group's raw category mapped through the tsv to NYU40, then to 0..19
+  (SCANNET_LABELS); anything else -100. A category missing from the tsv makes its group void
+  (-100, no instance), with one warning per scene naming the categories.
+- instance: the groups that are neither wall (NYU40 1) nor floor (NYU40 2), in file order. Group
+  points whose semantic label is -100 (an object class outside the 20 benchmark classes, e.g.
+  lamp) are set to -100 because the Scene contract requires every instance point to carry an
+  instance class; ids are then compacted to 0..K-1 keeping the group order. scene0217_00 stores
+  every group twice: only the first half is used.
+- `labels.ply`, when present, is checked against that semantic labelling and a disagreement is
+  logged as a warning (earlier releases store ids there that are not NYU40); it is never used.
 - superpoint: the segIndices, renumbered 0..S-1 (same segmentation as `superpoints/<scene>.pth`).
 
 Preprocessed layout (ISBNet/SM, written by `convert_scannet`):
@@ -39,6 +45,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +65,8 @@ LABELS_TSV = "scannetv2-labels.combined.tsv"
 DUPLICATED_GROUP_SCENES = frozenset({"scene0217_00"})
 PTH_SUFFIX = "_inst_nostuff.pth"
 SPLITS = ("train", "val", "test")
+TSV_CATEGORY_COLUMNS = ("raw_category", "category")  # current release, earlier releases
+LOG = logging.getLogger(__name__)
 
 _NYU40_TO_SEMANTIC = np.full(41, IGNORE_LABEL, np.int64)
 _NYU40_TO_SEMANTIC[list(NYU40_BENCHMARK_IDS)] = np.arange(len(NYU40_BENCHMARK_IDS))
@@ -135,20 +144,25 @@ def nyu40_to_semantic(nyu40: np.ndarray) -> np.ndarray:
 
 
 def read_label_map(tsv_path: str | Path) -> dict[str, int]:
-    """raw_category -> nyu40id from `scannetv2-labels.combined.tsv` (blank nyu40id -> 0)."""
+    """raw category -> nyu40id from `scannetv2-labels.combined.tsv` (blank nyu40id -> 0).
+
+    The raw category column is `raw_category`, or `category` in earlier ScanNet releases.
+    """
     tsv_path = Path(tsv_path)
     if not tsv_path.is_file():
         raise DatasetError(tsv_path, "label map not found (ScanNet's scannetv2-labels.combined.tsv)")
     with tsv_path.open(newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh, delimiter="\t")
-        missing = {"raw_category", "nyu40id"} - set(reader.fieldnames or ())
+        fields = set(reader.fieldnames or ())
+        column = next((c for c in TSV_CATEGORY_COLUMNS if c in fields), None)
+        missing = ([] if column else ["raw_category (or category)"]) + ([] if "nyu40id" in fields else ["nyu40id"])
         if missing:
-            raise DatasetError(tsv_path, f"missing column(s) {sorted(missing)}")
+            raise DatasetError(tsv_path, f"missing column(s) {missing}")
         out: dict[str, int] = {}
         for lineno, row in enumerate(reader, start=2):
             value = (row["nyu40id"] or "").strip()
             try:
-                out[row["raw_category"]] = int(value) if value else 0
+                out[row[column]] = int(value) if value else 0
             except ValueError:
                 raise DatasetError(tsv_path, f"line {lineno}: nyu40id {value!r} is not an integer") from None
     return out
@@ -239,24 +253,72 @@ def read_seg_indices(segs_path: Path, n_vertices: int) -> np.ndarray:
     return seg
 
 
-def instance_groups(agg_path: Path, label_map: dict[str, int], tsv_path: Path, scene: str) -> list[np.ndarray]:
-    """Segment-id arrays of the object groups (not wall/floor) of an aggregation.json, file order."""
+@dataclass
+class AnnotationGroups:
+    """The annotated segGroups of one scan whose category the tsv knows, in file order.
+
+    segments: segment ids of each group; nyu40: (G,) NYU40 id of each group's category;
+    unknown: categories of the groups left out because the tsv lacks them (sorted, distinct).
+    """
+
+    segments: list[np.ndarray]
+    nyu40: np.ndarray
+    unknown: list[str]
+
+
+def annotation_groups(agg_path: Path, label_map: dict[str, int], scene: str) -> AnnotationGroups:
+    """Read an aggregation.json; groups of categories missing from `label_map` are left out."""
     groups = _read_json(agg_path).get("segGroups")
     if not isinstance(groups, list):
         raise DatasetError(agg_path, "has no 'segGroups' list")
     if scene in DUPLICATED_GROUP_SCENES:
         groups = groups[: len(groups) // 2]  # the annotation lists every group twice
-    out = []
+    segments, nyu40, unknown = [], [], set()
     for i, g in enumerate(groups):
         if not isinstance(g, dict) or "label" not in g or "segments" not in g:
             raise DatasetError(agg_path, f"segGroup {i} lacks 'label' or 'segments'")
         label = g["label"]
         if label not in label_map:
-            raise DatasetError(agg_path, f"segGroup {i} label {label!r} is not a raw_category of {tsv_path.name}")
-        if label_map[label] in (NYU40_WALL, NYU40_FLOOR):
+            unknown.add(str(label))
             continue
-        out.append(np.asarray(g["segments"], dtype=np.int64))
-    return out
+        segments.append(np.asarray(g["segments"], dtype=np.int64))
+        nyu40.append(label_map[label])
+    return AnnotationGroups(segments, np.asarray(nyu40, dtype=np.int64), sorted(unknown))
+
+
+def ground_truth_from_groups(seg: np.ndarray, groups: AnnotationGroups) -> tuple[np.ndarray, np.ndarray]:
+    """(semantic (N,) 0..19 / -100, instance (N,) group index / -100) per vertex.
+
+    The benchmark export's rule: a vertex takes the category and object of the group holding its
+    segment; wall and floor groups carry no instance.
+    """
+    group = instances_from_groups(seg, groups.segments)  # (N,) group index, -100 = none
+    has = group >= 0
+    nyu40 = np.zeros(seg.shape, np.int64)  # 0 = unannotated
+    nyu40[has] = groups.nyu40[group[has]]
+    semantic = nyu40_to_semantic(nyu40)
+    stuff = np.isin(nyu40, (NYU40_WALL, NYU40_FLOOR))
+    instance = np.where(has & ~stuff, group, IGNORE_LABEL)
+    return semantic, instance
+
+
+def check_labels_ply(labels_path: Path, semantic: np.ndarray, scene: str, mesh_name: str = "the mesh") -> int:
+    """Vertices whose labels.ply class differs from `semantic`; one warning when there are any."""
+    vert = read_ply(labels_path)["vertex"]
+    if "label" not in (vert.dtype.names or ()):
+        raise DatasetError(labels_path, "vertices have no 'label' property")
+    if len(vert) != semantic.size:
+        raise DatasetError(labels_path, f"{len(vert)} vertices but {mesh_name} has {semantic.size}")
+    from_ply = nyu40_to_semantic(vert["label"])
+    differ = np.flatnonzero(from_ply != semantic)
+    if differ.size:
+        v = int(differ[0])
+        LOG.warning(
+            "%s: %s disagrees with the aggregation on %d of %d vertices (e.g. vertex %d: class %d vs %d); "
+            "the ground truth follows the aggregation",
+            scene, labels_path.name, differ.size, semantic.size, v, int(from_ply[v]), int(semantic[v]),
+        )
+    return int(differ.size)
 
 
 def instances_from_groups(seg: np.ndarray, groups: list[np.ndarray]) -> np.ndarray:
@@ -327,17 +389,15 @@ def load_scannet_raw(
         seg = read_seg_indices(_require(paths.segs, "segment file (_vh_clean_2.0.010000.segs.json)"), n)
     semantic = instance = None
     if with_labels:
-        labels_vert = read_ply(_require(paths.labels, "semantic labels (_vh_clean_2.labels.ply)"))["vertex"]
-        if "label" not in (labels_vert.dtype.names or ()):
-            raise DatasetError(paths.labels, "vertices have no 'label' property")
-        if len(labels_vert) != n:
-            raise DatasetError(paths.labels, f"{len(labels_vert)} vertices but {paths.mesh.name} has {n}")
-        semantic = nyu40_to_semantic(labels_vert["label"])
         tsv = Path(labels_tsv) if labels_tsv is not None else _default_tsv(scene_dir)
         lmap = label_map if label_map is not None else read_label_map(tsv)
         agg = _require(paths.aggregation, "instance annotation (.aggregation.json)")
-        groups = instance_groups(agg, lmap, tsv, name)
-        instance = instances_from_groups(seg, groups)
+        groups = annotation_groups(agg, lmap, name)
+        if groups.unknown:
+            LOG.warning("%s: categories not in %s, their points are void: %s", name, tsv.name, ", ".join(groups.unknown))
+        semantic, instance = ground_truth_from_groups(seg, groups)
+        if paths.labels.is_file():
+            check_labels_ply(paths.labels, semantic, name, paths.mesh.name)
         not_object = (semantic == IGNORE_LABEL) | (semantic < SCANNET_LABELS.label_shift)
         instance = _compact_ids(np.where(not_object, IGNORE_LABEL, instance))
     superpoint = None if seg is None else np.unique(seg, return_inverse=True)[1].reshape(-1)
