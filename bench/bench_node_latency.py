@@ -8,7 +8,9 @@ For clouds of 100k / 300k / 1M points (a synthetic room, resampled to the size) 
 node does for one PointCloud2: decode (callback), the pipeline stages (transform, accumulate,
 crop, voxelize, cap, inference, postprocess) and the output messages (InstanceArray, markers,
 labelled cloud encode), with the node's default parameters (config/sphmask.yaml). Prints the
-median over --repeats runs after one warm-up run per size. Without the shipped checkpoint (and
+median over --repeats runs after one warm-up run per size. Each size runs twice, interleaved run
+by run: "ref" with the model's original all-query path, "new" with the default fast path; the
+last column is ref / new end to end. Without the shipped checkpoint (and
 no --checkpoint) a randomly initialised small model is used and the table says so: its
 inference time is not representative (it finds no objects).
 """
@@ -102,21 +104,35 @@ def main(argv: list[str] | None = None) -> int:
         pipeline = Pipeline.from_params(params)
         load_s = time.perf_counter() - t0
         print(f"model {pipeline.model_name}{note} on {pipeline.device}: load + warm-up "
-              f"{load_s:.1f} s (warm-up {pipeline.warmup_s:.2f} s); voxel_size {params.voxel_size} m, "
+              f"{load_s:.1f} s (warm-up {pipeline.warmup_s:.2f} s); input_voxel_size {params.input_voxel_size} m, "
               f"max_points {params.max_points}")
         rows = []
+        seg = pipeline.segmenter
         for n in args.sizes:
             xyz, rgb = synthetic_cloud(n)
-            run_once(pipeline, xyz, rgb, 0)  # warm-up at this size
-            runs = [run_once(pipeline, xyz, rgb, r + 1) for r in range(args.repeats)]
-            keys = list(runs[0][0])
-            med = {k: statistics.median(r[0].get(k, 0.0) for r in runs) for k in keys}
-            rows.append((n, med, runs[-1][1]))
-        keys = [k for k in rows[0][1] if k != "end_to_end"] + ["end_to_end"]
+            runs: dict[str, list] = {"ref": [], "new": []}
+            for r in range(args.repeats + 1):  # run 0 = warm-up at this size
+                for path in runs:
+                    seg.reference = path == "ref"
+                    out = run_once(pipeline, xyz, rgb, 2 * r + (path == "new"))
+                    if r:
+                        runs[path].append(out)
+            seg.reference = False
+            for path, path_runs in runs.items():
+                keys = list(path_runs[0][0])
+                med = {k: statistics.median(x[0].get(k, 0.0) for x in path_runs) for k in keys}
+                rows.append((n, path, med, path_runs[-1][1]))
+        keys = [k for k in rows[0][2] if k != "end_to_end"] + ["end_to_end"]
         print("median ms per stage over", args.repeats, "runs")
-        print(f"{'points':>9} {'inst':>4} " + " ".join(f"{k[:10]:>10}" for k in keys))
-        for n, med, k_inst in rows:
-            print(f"{n:>9} {k_inst:>4} " + " ".join(f"{med[k]:>10.1f}" for k in keys))
+        print(f"{'points':>9} {'path':<4} {'inst':>4} " + " ".join(f"{k[:10]:>10}" for k in keys) + "  ref/new")
+        ref_total = {}
+        for n, path, med, k_inst in rows:
+            tail = ""
+            if path == "ref":
+                ref_total[n] = med["end_to_end"]
+            else:
+                tail = f"  {ref_total[n] / max(med['end_to_end'], 1e-9):.2f}x"
+            print(f"{n:>9} {path:<4} {k_inst:>4} " + " ".join(f"{med.get(k, 0.0):>10.1f}" for k in keys) + tail)
     return 0
 
 
