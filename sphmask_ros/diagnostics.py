@@ -8,10 +8,12 @@ processing-time logic: WARN when the last end-to-end latency exceeds `latency_wa
 above `latency_error_ms` or when the last frame failed in the model; WARN as well when clouds
 were lost in transport since the last report.
 
-Per input topic it reports what DDS saw published (clouds received + clouds the middleware
-reported lost, i.e. sequence numbers that never arrived whole) beside what the node received,
-as totals and as rates over the last report period (`TransportWindow`), so a transport that
-silently drops large clouds shows up as a gap between the two rates.
+Per input topic it reports what was published, as DDS tells it (the publisher's sequence
+numbers of the clouds received, and the samples the middleware reported lost, i.e. that never
+arrived whole), beside what the node received, as totals and as rates over the last report
+period (`TransportWindow`): a transport that silently drops large clouds, or a node too busy to
+take them before the next one replaces them in its depth-1 input queue, shows up as a gap
+between the two rates.
 
 Latency statistics only take plausible stamps: a stamp more than `STAMP_MAX_FUTURE_S` ahead of
 the node's clock (ROS time: sim time when `use_sim_time`) or more than `STAMP_MAX_AGE_S`
@@ -22,7 +24,7 @@ frames are counted as `stamp_invalid` and leave the latency figures alone.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Mapping
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
@@ -55,6 +57,8 @@ class TopicStats:
 
     received: int = 0  # clouds that reached the callback
     lost: int = 0  # clouds DDS reported lost (never arrived whole)
+    published: int = 0  # clouds the publisher sent, from its sequence numbers (>= received)
+    last_seq: int | None = None  # publication sequence number of the last cloud received
     points_dropped: dict[str, int] = field(default_factory=dict)  # by reason
     points_colour_cleared: int = 0
 
@@ -100,11 +104,21 @@ class RuntimeStats:
     def _topic(self, topic: str) -> TopicStats:
         return self._topics.setdefault(topic, TopicStats())
 
-    def record_received(self, topic: str) -> None:
-        """A cloud reached the callback of `topic`."""
+    def record_received(self, topic: str, seq: int | None = None,
+                        single_publisher: bool = False) -> None:
+        """A cloud reached the callback of `topic`; `seq` is its publication sequence number.
+        Gaps in the sequence count as published-but-not-received, as long as the topic has a
+        single publisher (several publishers' numbers interleave)."""
         with self._lock:
             self._counters["received"] += 1
-            self._topic(topic).received += 1
+            stats = self._topic(topic)
+            stats.received += 1
+            last = stats.last_seq
+            if seq is not None and single_publisher and last is not None and seq > last:
+                stats.published += seq - last
+            else:
+                stats.published += 1
+            stats.last_seq = seq
 
     def record_lost(self, topic: str, total_lost: int) -> None:
         """DDS's running count of clouds lost on `topic` (message_lost event)."""
@@ -159,8 +173,8 @@ class RuntimeStats:
                 mean_latency_ms=self._sum_latency_ms / n if n else None,
                 last_error=self._last_error,
                 last_frame_failed=self._last_failed,
-                topics={k: TopicStats(v.received, v.lost, dict(v.points_dropped),
-                                      v.points_colour_cleared) for k, v in self._topics.items()},
+                topics={k: replace(v, points_dropped=dict(v.points_dropped))
+                        for k, v in self._topics.items()},
             )
 
 
@@ -182,9 +196,10 @@ def status_level(snap: StatsSnapshot, warn_ms: float, error_ms: float) -> tuple[
 class TopicRates:
     """One input topic over the last report period."""
 
-    published_hz: float  # what DDS saw: received + lost
+    published_hz: float  # what the publisher sent, as DDS tells it
     received_hz: float
-    lost: int  # clouds lost in transport during the period
+    lost: int  # clouds DDS reported lost in transport during the period
+    missed: int  # clouds published but not received (lost, or replaced while the node was busy)
 
 
 class TransportWindow:
@@ -192,19 +207,20 @@ class TransportWindow:
     diagnostics timer is its only user)."""
 
     def __init__(self) -> None:
-        self._last: tuple[float, dict[str, tuple[int, int]]] | None = None
+        self._last: tuple[float, dict[str, tuple[int, int, int]]] | None = None
 
     def update(self, now_s: float, topics: Mapping[str, TopicStats]) -> dict[str, TopicRates]:
-        counts = {k: (v.received, v.lost) for k, v in topics.items()}
+        counts = {k: (v.received, v.lost, v.published) for k, v in topics.items()}
         last, self._last = self._last, (now_s, counts)
         if last is None or now_s <= last[0]:
             return {}
         dt = now_s - last[0]
         rates = {}
-        for topic, (received, lost) in counts.items():
-            r0, l0 = last[1].get(topic, (0, 0))
+        for topic, (received, lost, published) in counts.items():
+            r0, l0, p0 = last[1].get(topic, (0, 0, 0))
             d_recv, d_lost = received - r0, lost - l0
-            rates[topic] = TopicRates((d_recv + d_lost) / dt, d_recv / dt, d_lost)
+            d_pub = max(published - p0, d_recv + d_lost)
+            rates[topic] = TopicRates(d_pub / dt, d_recv / dt, d_lost, d_pub - d_recv)
         return rates
 
 
@@ -226,12 +242,14 @@ def diagnostic_array(
     per input topic, transport figures (`rates`: from `TransportWindow.update`)."""
     rates = rates or {}
     level, message = status_level(snap, warn_ms, error_ms)
-    lossy = {t: r for t, r in rates.items() if r.lost > 0}
+    lossy = {t: r for t, r in rates.items() if r.missed > 0}
     if lossy and level == DiagnosticStatus.OK:
         level = DiagnosticStatus.WARN
         message = "; ".join(
-            f"{r.lost} clouds lost in transport on '{t}' (DDS saw {r.published_hz:.1f} Hz "
-            f"published, the node received {r.received_hz:.1f} Hz)" for t, r in lossy.items())
+            f"{r.missed} clouds published on '{t}' never reached the node ({r.lost} lost in "
+            f"transport, {r.missed - r.lost} replaced in the input queue while the node was "
+            f"busy): published {r.published_hz:.1f} Hz, received {r.received_hz:.1f} Hz"
+            for t, r in lossy.items())
     values = [
         KeyValue(key="device", value=device),
         KeyValue(key="model", value=model_name),
@@ -245,7 +263,8 @@ def diagnostic_array(
     values += [KeyValue(key=f"stage_{k}_ms", value=_fmt(v)) for k, v in snap.last_stages_ms.items()]
     for topic, t in sorted(snap.topics.items()):
         pre = f"input[{topic}]"
-        values += [KeyValue(key=f"{pre}.received", value=str(t.received)),
+        values += [KeyValue(key=f"{pre}.published", value=str(t.published)),
+                   KeyValue(key=f"{pre}.received", value=str(t.received)),
                    KeyValue(key=f"{pre}.lost_in_transport", value=str(t.lost))]
         if topic in rates:
             values += [KeyValue(key=f"{pre}.published_hz", value=_fmt(rates[topic].published_hz)),

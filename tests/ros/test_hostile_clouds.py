@@ -168,6 +168,7 @@ def test_transport_loss_is_reported_per_topic_and_warns():
     assert rates["/cam/points"].published_hz == pytest.approx(5.0)
     assert rates["/cam/points"].received_hz == pytest.approx(2.0)
     assert rates["/cam/points"].lost == 6
+    assert rates["/cam/points"].missed == 6
     arr = diagnostic_array(Header(), "sphmask", snap, "cpu", "m", 100.0, 200.0, rates)
     (status,) = arr.status
     values = {kv.key: kv.value for kv in status.values}
@@ -180,7 +181,7 @@ def test_transport_loss_is_reported_per_topic_and_warns():
     # nothing lost in the next period: back to OK
     stats.record_received("/cam/points")
     rates = window.update(3.0, stats.snapshot(0).topics)
-    assert rates["/cam/points"].lost == 0
+    assert rates["/cam/points"].lost == 0 and rates["/cam/points"].missed == 0
     arr = diagnostic_array(Header(), "sphmask", stats.snapshot(0), "cpu", "m", 100.0, 200.0, rates)
     assert arr.status[0].level == DiagnosticStatus.OK
 
@@ -227,3 +228,24 @@ def test_single_bad_points_no_longer_cost_the_frame(checkpoint):
         assert {**frame.cloud.dropped, **result.points_dropped} == expected_drops, name
         assert result.empty_reason == "" and result.n_model_points > 0, name
     pipeline.release()
+
+
+def test_publication_sequence_gaps_count_as_published_not_received():
+    """Clouds replaced in the depth-1 input queue before the node took them never raise DDS's
+    message_lost; the publisher's sequence numbers still show them."""
+    stats = RuntimeStats()
+    window = TransportWindow()
+    window.update(0.0, {})
+    for seq in (1, 2, 10, 11):
+        stats.record_received("/lidar", seq, single_publisher=True)
+    for seq in (1, 7, 2):  # two publishers: their numbers interleave, gaps mean nothing
+        stats.record_received("/two", seq, single_publisher=False)
+    topics = stats.snapshot(0).topics
+    assert (topics["/lidar"].published, topics["/lidar"].received) == (11, 4)
+    assert (topics["/two"].published, topics["/two"].received) == (3, 3)
+    rates = window.update(1.0, topics)
+    assert rates["/lidar"].missed == 7 and rates["/lidar"].lost == 0
+    assert rates["/lidar"].published_hz == pytest.approx(11.0)
+    arr = diagnostic_array(Header(), "sphmask", stats.snapshot(0), "cpu", "m", 100.0, 200.0, rates)
+    assert arr.status[0].level == DiagnosticStatus.WARN
+    assert "7 clouds published on '/lidar' never reached the node" in arr.status[0].message
