@@ -1,359 +1,335 @@
-"""Top-view renderings of segmented point clouds as PNG files, with numpy and zlib only.
+"""Pictures of a segmented point cloud, drawn with matplotlib (Agg: no display needed).
 
-No plotting library is a dependency of the project, so this module carries what a picture of a
-segmentation needs: a z-buffered point splatter, box outlines, a legend of colour swatches with
-labels drawn in a built-in 5x7 bitmap font, and a minimal PNG encoder (8-bit RGB/RGBA/grey,
-filter 0, one zlib stream).
+One renderer serves the demo, `sphmask-predict`, `sphmask-bag eval` and the model card: a top view
+(metric axes, a scale bar, instance boxes and non-overlapping "class score" labels) above a
+perspective view, one column for the prediction and, when the data has ground truth, one for the
+ground truth beside it. Instances are coloured by their index; a ground-truth instance takes the
+colour of the prediction that matches it (IoU >= 0.5), so a glance shows what was found. Only
+instances at or above `score_threshold` are drawn: by default what the node publishes.
 """
 
 from __future__ import annotations
 
-import struct
-import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-# ----------------------------------------------------------------------------------------- PNG
-
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_COLOR_TYPES = {1: 0, 3: 2, 4: 6}  # channels -> PNG colour type (grey, RGB, RGBA)
-
-
-def _chunk(kind: bytes, payload: bytes) -> bytes:
-    crc = zlib.crc32(kind + payload) & 0xFFFFFFFF
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
+# The node's `score_threshold` default (sphmask_ros/params.py; a test keeps the two equal): renders
+# show what the node would publish unless a caller asks for another threshold.
+PUBLISH_THRESHOLD = 0.4
+GT_LABEL_DIVISOR = 1000  # benchmark GT ids: (class + 1) * 1000 + instance + 1, 0 = void
+MAX_RENDER_POINTS = 60_000  # points drawn per panel (a random subset beyond): a picture, not data
+BACKGROUND_RGB = (0.78, 0.78, 0.78)
+MATCH_IOU = 0.5
 
 
-def encode_png(image: np.ndarray, compress_level: int = 6) -> bytes:
-    """uint8 image (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) -> PNG file bytes."""
-    img = np.asarray(image)
-    if img.dtype != np.uint8:
-        raise ValueError(f"encode_png expects a uint8 image, got dtype {img.dtype}")
-    if img.ndim == 2:
-        img = img[:, :, None]
-    if img.ndim != 3 or img.shape[2] not in _COLOR_TYPES:
-        raise ValueError(f"encode_png expects (H, W) or (H, W, 1|3|4), got shape {np.asarray(image).shape}")
-    height, width, channels = img.shape
-    if height == 0 or width == 0:
-        raise ValueError(f"encode_png cannot write an empty image of shape {img.shape}")
-    # every scanline is prefixed by its filter type byte (0 = None)
-    rows = np.concatenate(
-        [np.zeros((height, 1), np.uint8), np.ascontiguousarray(img).reshape(height, width * channels)], axis=1
-    )
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, _COLOR_TYPES[channels], 0, 0, 0)
-    return (
-        _PNG_SIGNATURE
-        + _chunk(b"IHDR", ihdr)
-        + _chunk(b"IDAT", zlib.compress(rows.tobytes(), compress_level))
-        + _chunk(b"IEND", b"")
-    )
+@dataclass
+class Labelling:
+    """Instances over a cloud: point_instance (N,) index into the per-instance arrays, -1 none;
+    class_ids (K,) into the class names; scores (K,) or None (ground truth); boxes (K, 6) min
+    xyz, max xyz or None (then taken from the points)."""
+
+    point_instance: np.ndarray
+    class_ids: np.ndarray
+    scores: np.ndarray | None = None
+    boxes: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        self.point_instance = np.asarray(self.point_instance, dtype=np.int64).reshape(-1)
+        self.class_ids = np.asarray(self.class_ids, dtype=np.int64).reshape(-1)
+        k = len(self.class_ids)
+        if self.point_instance.size and self.point_instance.max(initial=-1) >= k:
+            raise ValueError(f"point_instance refers to instance {self.point_instance.max()} but only {k} exist")
+        if self.scores is not None:
+            self.scores = np.asarray(self.scores, dtype=np.float64).reshape(-1)
+            if len(self.scores) != k:
+                raise ValueError(f"scores has {len(self.scores)} entries for {k} instances")
+        if self.boxes is not None:
+            self.boxes = np.asarray(self.boxes, dtype=np.float64).reshape(-1, 6)
+            if len(self.boxes) != k:
+                raise ValueError(f"boxes has {len(self.boxes)} rows for {k} instances")
+
+    def __len__(self) -> int:
+        return len(self.class_ids)
+
+    def select(self, keep: np.ndarray) -> "Labelling":
+        """The instances `keep` (K',) in that order; points of the others become -1."""
+        keep = np.asarray(keep, dtype=np.int64)
+        remap = np.full(len(self) + 1, -1, np.int64)  # last slot: -1 stays -1
+        remap[keep] = np.arange(len(keep))
+        return Labelling(remap[self.point_instance], self.class_ids[keep],
+                         None if self.scores is None else self.scores[keep],
+                         None if self.boxes is None else self.boxes[keep])
+
+    @classmethod
+    def from_instances(cls, inst: Any) -> "Labelling":
+        """From an `Instances` result (or anything with point_instance, class_ids, scores, boxes)."""
+        return cls(inst.point_instance, inst.class_ids, getattr(inst, "scores", None), getattr(inst, "boxes", None))
+
+    @classmethod
+    def from_gt_ids(cls, gt_ids: np.ndarray) -> "Labelling":
+        """From benchmark GT ids (N,): `(class + 1) * 1000 + instance + 1`, 0 = void."""
+        gt_ids = np.asarray(gt_ids, dtype=np.int64).reshape(-1)
+        uniq, inverse = np.unique(gt_ids, return_inverse=True)
+        valid = uniq > 0
+        index = np.cumsum(valid) - 1  # (U,) instance index of each unique id
+        point_instance = np.where(valid[inverse], index[inverse], -1)
+        return cls(point_instance, uniq[valid] // GT_LABEL_DIVISOR - 1)
 
 
-def write_png(path: str | Path, image: np.ndarray) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(encode_png(image))
-    return path
+@dataclass
+class RenderInfo:
+    """What a render drew (for tests and reports): pixel size, the colour of every drawn instance
+    per panel, the label boxes and the top-view axes in image pixels (x0, y0, x1, y1; y down) and
+    the top view's metre limits (xmin, xmax, ymin, ymax)."""
 
+    width: int
+    height: int
+    colors: dict[str, np.ndarray] = field(default_factory=dict)  # panel -> (K, 3) uint8
+    label_boxes: dict[str, np.ndarray] = field(default_factory=dict)  # panel -> (K, 4) px
+    top_limits: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
+    axes_px: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
 
-# ------------------------------------------------------------------------------------ bitmap font
-
-GLYPH_W, GLYPH_H = 5, 7
-_GLYPH_ROWS = {
-    "A": ".###. #...# #...# ##### #...# #...# #...#",
-    "B": "####. #...# #...# ####. #...# #...# ####.",
-    "C": ".###. #...# #.... #.... #.... #...# .###.",
-    "D": "####. #...# #...# #...# #...# #...# ####.",
-    "E": "##### #.... #.... ####. #.... #.... #####",
-    "F": "##### #.... #.... ####. #.... #.... #....",
-    "G": ".###. #...# #.... #.### #...# #...# .####",
-    "H": "#...# #...# #...# ##### #...# #...# #...#",
-    "I": ".###. ..#.. ..#.. ..#.. ..#.. ..#.. .###.",
-    "J": "..### ...#. ...#. ...#. ...#. #..#. .##..",
-    "K": "#...# #..#. #.#.. ##... #.#.. #..#. #...#",
-    "L": "#.... #.... #.... #.... #.... #.... #####",
-    "M": "#...# ##.## #.#.# #.#.# #...# #...# #...#",
-    "N": "#...# #...# ##..# #.#.# #..## #...# #...#",
-    "O": ".###. #...# #...# #...# #...# #...# .###.",
-    "P": "####. #...# #...# ####. #.... #.... #....",
-    "Q": ".###. #...# #...# #...# #.#.# #..#. .##.#",
-    "R": "####. #...# #...# ####. #.#.. #..#. #...#",
-    "S": ".#### #.... #.... .###. ....# ....# ####.",
-    "T": "##### ..#.. ..#.. ..#.. ..#.. ..#.. ..#..",
-    "U": "#...# #...# #...# #...# #...# #...# .###.",
-    "V": "#...# #...# #...# #...# #...# .#.#. ..#..",
-    "W": "#...# #...# #...# #.#.# #.#.# #.#.# .#.#.",
-    "X": "#...# #...# .#.#. ..#.. .#.#. #...# #...#",
-    "Y": "#...# #...# .#.#. ..#.. ..#.. ..#.. ..#..",
-    "Z": "##### ....# ...#. ..#.. .#... #.... #####",
-    "0": ".###. #...# #..## #.#.# ##..# #...# .###.",
-    "1": "..#.. .##.. ..#.. ..#.. ..#.. ..#.. .###.",
-    "2": ".###. #...# ....# ...#. ..#.. .#... #####",
-    "3": "####. ....# ....# .###. ....# ....# ####.",
-    "4": "...#. ..##. .#.#. #..#. ##### ...#. ...#.",
-    "5": "##### #.... ####. ....# ....# #...# .###.",
-    "6": "..##. .#... #.... ####. #...# #...# .###.",
-    "7": "##### ....# ...#. ..#.. .#... .#... .#...",
-    "8": ".###. #...# #...# .###. #...# #...# .###.",
-    "9": ".###. #...# #...# .#### ....# ...#. .##..",
-    " ": "..... ..... ..... ..... ..... ..... .....",
-    "-": "..... ..... ..... .###. ..... ..... .....",
-    "_": "..... ..... ..... ..... ..... ..... #####",
-    ".": "..... ..... ..... ..... ..... .##.. .##..",
-    ":": "..... .##.. .##.. ..... .##.. .##.. .....",
-    "/": "....# ....# ...#. ..#.. .#... #.... #....",
-    "(": "...#. ..#.. .#... .#... .#... ..#.. ...#.",
-    ")": ".#... ..#.. ...#. ...#. ...#. ..#.. .#...",
-    "%": "##..# ##..# ...#. ..#.. .#... #..## #..##",
-    "+": "..... ..#.. ..#.. ##### ..#.. ..#.. .....",
-    ",": "..... ..... ..... ..... .##.. ..#.. .#...",
-    "=": "..... ..... ##### ..... ##### ..... .....",
-    "?": ".###. #...# ....# ...#. ..#.. ..... ..#..",
-}
-
-
-def _build_font() -> dict[str, np.ndarray]:
-    font = {}
-    for char, spec in _GLYPH_ROWS.items():
-        rows = spec.split(" ")
-        assert len(rows) == GLYPH_H and all(len(r) == GLYPH_W for r in rows), char
-        font[char] = np.array([[c == "#" for c in row] for row in rows], dtype=bool)  # (7, 5)
-    return font
-
-
-FONT = _build_font()
-
-
-def glyph(char: str) -> np.ndarray:
-    """(7, 5) bool bitmap of a character; lower case is drawn as upper case, unknown as '?'."""
-    return FONT.get(char.upper(), FONT["?"])
-
-
-def text_size(text: str, scale: int = 1) -> tuple[int, int]:
-    """(width, height) in pixels of `text` drawn by draw_text (1 column of spacing per glyph)."""
-    return (len(text) * (GLYPH_W + 1) * scale, GLYPH_H * scale)
-
-
-def draw_text(image: np.ndarray, x: int, y: int, text: str, color: Sequence[int], scale: int = 1) -> None:
-    """Draw `text` with its top-left corner at (x, y), clipped to the image, in place."""
-    if not text:
-        return
-    bitmap = np.concatenate(
-        [np.pad(glyph(c), ((0, 0), (0, 1))) for c in text], axis=1
-    )  # (7, 6 * len)
-    if scale > 1:
-        bitmap = np.repeat(np.repeat(bitmap, scale, axis=0), scale, axis=1)
-    h, w = bitmap.shape
-    y0, x0 = max(y, 0), max(x, 0)
-    y1, x1 = min(y + h, image.shape[0]), min(x + w, image.shape[1])
-    if y0 >= y1 or x0 >= x1:
-        return
-    sub = bitmap[y0 - y : y1 - y, x0 - x : x1 - x]
-    region = image[y0:y1, x0:x1]
-    region[sub] = np.asarray(color, dtype=np.uint8)
-
-
-# ------------------------------------------------------------------------------------ colours
 
 def palette(n: int) -> np.ndarray:
-    """(n, 3) uint8 distinct saturated colours (golden-ratio hue steps; never grey)."""
-    if n <= 0:
-        return np.zeros((0, 3), np.uint8)
-    k = np.arange(n)
-    hue = (k * 0.618033988749895) % 1.0
-    sat = np.where(k % 2 == 0, 0.85, 0.65)
-    val = np.where((k // 2) % 2 == 0, 0.95, 0.80)
-    return hsv_to_rgb(hue, sat, val)
+    """(n, 3) uint8 distinct colours: matplotlib's tab20, tab20b, tab20c without the greys
+    (grey is the unlabelled background), cycled beyond their 54 colours."""
+    import matplotlib
+
+    table = np.concatenate([np.asarray(matplotlib.colormaps[n_].colors) for n_ in ("tab20", "tab20b", "tab20c")])
+    table = table[np.ptp(table, axis=1) > 0.05]  # drop greys
+    rgb = np.round(table * 255).astype(np.uint8)
+    return rgb[np.arange(max(n, 0)) % len(rgb)]
 
 
-def hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Vectorised HSV (all in [0, 1]) -> (n, 3) uint8 RGB."""
-    h, s, v = (np.asarray(a, dtype=np.float64) for a in (h, s, v))
-    i = np.floor(h * 6.0).astype(np.int64) % 6
-    f = h * 6.0 - np.floor(h * 6.0)
-    p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
-    table = np.stack(
-        [np.stack(c, axis=-1) for c in ((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))]
-    )  # (6, n, 3)
-    rgb = table[i, np.arange(len(i))]
-    return np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8)
+def match_gt_to_pred(pred: Labelling, gt: Labelling) -> np.ndarray:
+    """(G,) index of the prediction each GT instance is matched to (IoU >= 0.5 and the best such
+    IoU; the masks are the points' instance labels), -1 for none."""
+    g, k = len(gt), len(pred)
+    if g == 0 or k == 0:
+        return np.full(g, -1, np.int64)
+    both = (gt.point_instance >= 0) & (pred.point_instance >= 0)
+    inter = np.zeros((g, k), np.int64)
+    np.add.at(inter, (gt.point_instance[both], pred.point_instance[both]), 1)
+    gt_area = np.bincount(gt.point_instance[gt.point_instance >= 0], minlength=g)
+    pr_area = np.bincount(pred.point_instance[pred.point_instance >= 0], minlength=k)
+    iou = inter / np.maximum(gt_area[:, None] + pr_area[None, :] - inter, 1)  # (G, K)
+    best = iou.argmax(axis=1)
+    return np.where(iou[np.arange(g), best] >= MATCH_IOU, best, -1)
 
 
-# ------------------------------------------------------------------------------------ rendering
-
-BACKGROUND = (255, 255, 255)
-TEXT_COLOR = (20, 20, 20)
-
-
-def _map_transform(xy: np.ndarray, height: int, width: int, margin: int) -> tuple[float, np.ndarray, np.ndarray]:
-    """Scale (pixels per metre) and the xy origin that fit the cloud into the map area, y up."""
-    lo, hi = xy.min(axis=0), xy.max(axis=0)
-    extent = np.maximum(hi - lo, 1e-6)
-    scale = float(min((width - 2 * margin - 1) / extent[0], (height - 2 * margin - 1) / extent[1]))
-    # centre the cloud inside the map area
-    used = extent * scale
-    pad = np.array([(width - used[0]) / 2.0, (height - used[1]) / 2.0])
-    return scale, lo, pad
+def _boxes_from_points(xyz: np.ndarray, lab: Labelling) -> np.ndarray:
+    """(K, 6) min/max xyz of each instance's points (NaN for an instance without points)."""
+    k = len(lab)
+    lo = np.full((k, 3), np.inf)
+    hi = np.full((k, 3), -np.inf)
+    has = lab.point_instance >= 0
+    np.minimum.at(lo, lab.point_instance[has], xyz[has])
+    np.maximum.at(hi, lab.point_instance[has], xyz[has])
+    empty = ~np.isfinite(lo).all(axis=1)
+    lo[empty], hi[empty] = np.nan, np.nan
+    return np.concatenate([lo, hi], axis=1)
 
 
-def world_to_pixel(
-    xy: np.ndarray, scale: float, origin: np.ndarray, pad: np.ndarray, height: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(N, 2) metres -> (row, col) int arrays; rows grow downwards, so y is flipped."""
-    col = np.floor((xy[:, 0] - origin[0]) * scale + pad[0]).astype(np.int64)
-    row = np.floor(height - 1 - ((xy[:, 1] - origin[1]) * scale + pad[1])).astype(np.int64)
-    return row, col
+def _nice_length(span: float) -> float:
+    """A 1/2/5 x 10^n length of about a fifth of `span` metres (the scale bar)."""
+    target = max(span / 5.0, 1e-3)
+    base = 10.0 ** np.floor(np.log10(target))
+    return float(base * max(m for m in (1, 2, 5) if m * base <= target))
 
 
-def splat(
-    image: np.ndarray, rows: np.ndarray, cols: np.ndarray, depth: np.ndarray, colors: np.ndarray, size: int = 1
-) -> None:
-    """Draw points as size x size squares; where several land on a pixel the highest depth wins."""
-    h, w = image.shape[:2]
-    offs = np.arange(size) - size // 2
-    dr, dc = np.meshgrid(offs, offs, indexing="ij")
-    r = (rows[:, None] + dr.reshape(1, -1)).reshape(-1)  # (N * size^2,)
-    c = (cols[:, None] + dc.reshape(1, -1)).reshape(-1)
-    z = np.repeat(depth, size * size)
-    idx = np.repeat(np.arange(len(rows)), size * size)
-    keep = (r >= 0) & (r < h) & (c >= 0) & (c < w)
-    pix = r[keep] * w + c[keep]
-    z, idx = z[keep], idx[keep]
-    if len(pix) == 0:
-        return
-    order = np.lexsort((z, pix))  # by pixel, then by depth ascending
-    pix, idx = pix[order], idx[order]
-    last = np.ones(len(pix), dtype=bool)
-    last[:-1] = pix[1:] != pix[:-1]  # the last of each pixel group has the largest depth
-    winners = pix[last]
-    # index rows/cols rather than a reshaped view: `image` may be a non-contiguous slice
-    image[winners // w, winners % w] = colors[idx[last]]
+def _overlaps(box: np.ndarray, placed: list[np.ndarray]) -> bool:
+    return any(box[0] < p[2] and p[0] < box[2] and box[1] < p[3] and p[1] < box[3] for p in placed)
 
 
-def draw_rect(image: np.ndarray, r0: int, c0: int, r1: int, c1: int, color: Sequence[int]) -> None:
-    """1-pixel outline of the rectangle with corners (r0, c0) and (r1, c1), inclusive, clipped."""
-    h, w = image.shape[:2]
-    r0, r1 = sorted((r0, r1))
-    c0, c1 = sorted((c0, c1))
-    col = np.asarray(color, np.uint8)
-    cc0, cc1 = max(c0, 0), min(c1, w - 1)
-    rr0, rr1 = max(r0, 0), min(r1, h - 1)
-    for r in (r0, r1):
-        if 0 <= r < h and cc0 <= cc1:
-            image[r, cc0 : cc1 + 1] = col
-    for c in (c0, c1):
-        if 0 <= c < w and rr0 <= rr1:
-            image[rr0 : rr1 + 1, c] = col
+def _place_labels(ax: Any, renderer: Any, texts: list[Any], anchors: np.ndarray) -> np.ndarray:
+    """Move each text (placed at its anchor, data coordinates) to the first of a ring of offsets
+    where its box overlaps no label placed before it and stays inside the axes; (K, 4) final
+    boxes in display pixels (y up)."""
+    ax_box = ax.get_window_extent(renderer)
+    placed: list[np.ndarray] = []
+    out = np.full((len(texts), 4), np.nan)
+    offsets = [(0.0, 0.0)] + [(r * np.cos(a), r * np.sin(a)) for r in (14, 28, 42, 60, 80, 105)
+                              for a in np.linspace(0, 2 * np.pi, 12, endpoint=False)]
+    to_data = ax.transData.inverted()
+    for k, (text, anchor) in enumerate(zip(texts, anchors)):
+        anchor_px = ax.transData.transform(anchor)
+        for dx, dy in offsets:
+            text.set_position(to_data.transform(anchor_px + (dx, dy)))
+            bb = text.get_window_extent(renderer)
+            box = np.array([bb.x0 - 2, bb.y0 - 2, bb.x1 + 2, bb.y1 + 2])  # + the label frame
+            inside = box[0] >= ax_box.x0 and box[2] <= ax_box.x1 and box[1] >= ax_box.y0 and box[3] <= ax_box.y1
+            if inside and not _overlaps(box, placed):
+                placed.append(box)
+                out[k] = box
+                if (dx, dy) != (0.0, 0.0):  # a leader line back to the box corner
+                    ax.annotate("", xy=anchor, xytext=text.get_position(),
+                                arrowprops=dict(arrowstyle="-", lw=0.6, color="0.3"))
+                break
+        else:  # no free place: hidden rather than covering another label
+            text.set_visible(False)
+    return out
 
 
-def fill_rect(image: np.ndarray, r0: int, c0: int, r1: int, c1: int, color: Sequence[int]) -> None:
-    h, w = image.shape[:2]
-    image[max(r0, 0) : min(r1 + 1, h), max(c0, 0) : min(c1 + 1, w)] = np.asarray(color, np.uint8)
+def _panel_colors(lab: Labelling, colors: np.ndarray) -> np.ndarray:
+    """(N, 3) float RGB of every point: its instance colour, else grey."""
+    out = np.tile(np.asarray(BACKGROUND_RGB), (len(lab.point_instance), 1))
+    has = lab.point_instance >= 0
+    out[has] = colors[lab.point_instance[has]] / 255.0
+    return out
 
 
-def render_top_view(
+def _draw_top(ax: Any, xyz: np.ndarray, lab: Labelling, colors: np.ndarray, names: Sequence[str],
+              boxes: np.ndarray, limits: tuple[float, float, float, float]) -> list[Any]:
+    from matplotlib.patches import Rectangle
+    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
+    rgb = _panel_colors(lab, colors)
+    bg = lab.point_instance < 0
+    ax.scatter(xyz[bg, 0], xyz[bg, 1], s=1.0, c=rgb[bg], marker="s", linewidths=0, antialiased=False)
+    ax.scatter(xyz[~bg, 0], xyz[~bg, 1], s=3.0, c=rgb[~bg], marker="s", linewidths=0, antialiased=False)
+    texts = []
+    for k in range(len(lab)):
+        if not np.isfinite(boxes[k]).all():
+            continue
+        x0, y0, _, x1, y1, _ = boxes[k]
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, lw=1.2, ec=colors[k] / 255.0))
+        label = names[lab.class_ids[k]] + ("" if lab.scores is None else f" {lab.scores[k]:.2f}")
+        texts.append(ax.text(x0, y1, label, fontsize=7, ha="left", va="bottom", zorder=5,
+                             bbox=dict(boxstyle="square,pad=0.15", fc="white", ec=colors[k] / 255.0, lw=0.8)))
+    ax.set_xlim(limits[0], limits[1])
+    ax.set_ylim(limits[2], limits[3])
+    ax.set_aspect("equal")
+    ax.set_xlabel("x [m]")
+    ax.set_ylabel("y [m]")
+    ax.grid(True, lw=0.3, color="0.85")
+    bar = _nice_length(min(limits[1] - limits[0], limits[3] - limits[2]))
+    ax.add_artist(AnchoredSizeBar(ax.transData, bar, f"{bar:g} m", "lower right", pad=0.4, frameon=True,
+                                  size_vertical=bar * 0.03))
+    return texts
+
+
+def _draw_perspective(ax: Any, xyz: np.ndarray, lab: Labelling, colors: np.ndarray) -> None:
+    rgb = _panel_colors(lab, colors)
+    ax.scatter(xyz[:, 0], xyz[:, 1], xyz[:, 2], s=1.0, c=rgb, marker="s", linewidths=0, depthshade=False)
+    lo, hi = xyz.min(axis=0), xyz.max(axis=0)
+    ext = np.maximum(hi - lo, 1e-3)
+    ax.set_box_aspect((ext[0], ext[1], max(ext[2], 0.3 * ext[:2].max())))  # flat rooms stay readable
+    from matplotlib.ticker import MaxNLocator
+
+    for axis in (ax.xaxis, ax.yaxis, ax.zaxis):
+        axis.set_major_locator(MaxNLocator(4))
+    ax.view_init(elev=35, azim=-60)
+    ax.set_xlabel("x [m]", fontsize=7, labelpad=-2)
+    ax.set_ylabel("y [m]", fontsize=7, labelpad=-2)
+    ax.set_zlabel("z [m]", fontsize=7, labelpad=-2)
+    ax.tick_params(labelsize=6, pad=0)
+
+
+def _subsample(n: int, limit: int) -> np.ndarray:
+    if n <= limit:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(0).choice(n, limit, replace=False))
+
+
+def render_scene(
+    path: str | Path,
     xyz: np.ndarray,
-    point_instance: np.ndarray,
-    class_ids: np.ndarray,
     class_names: Sequence[str],
-    scores: np.ndarray | None = None,
-    boxes: np.ndarray | None = None,
-    height: int = 512,
-    map_width: int = 512,
-    legend_width: int = 200,
-    point_size: int = 2,
-    margin: int = 8,
+    pred: Labelling,
+    gt: Labelling | None = None,
+    score_threshold: float = PUBLISH_THRESHOLD,
+    frame_id: str = "",
+    stamp_ns: int | None = None,
     title: str = "",
-) -> np.ndarray:
-    """Top view (looking down -z) of a cloud coloured by instance, with boxes and a legend.
+    size_px: tuple[int, int] | None = None,
+    dpi: int = 100,
+) -> RenderInfo:
+    """Write the PNG of a segmented cloud to `path` (see module doc) and say what it drew.
 
-    xyz (N, 3) metres; point_instance (N,) int, -1 = none (drawn grey, shaded by height);
-    class_ids (K,) indices into class_names; scores (K,) or None; boxes (K, 6) min xyz, max xyz
-    or None. Returns an (height, map_width + legend_width, 3) uint8 image. Instance k is drawn
-    in palette(K)[k].
+    xyz (N, 3) metres; pred / gt over the same N points. Prediction instances below
+    `score_threshold` are left out (0 = all). size_px (width, height) defaults to 700 px per
+    column by 1000 px.
     """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     xyz = np.asarray(xyz, dtype=np.float64)
     if xyz.ndim != 2 or xyz.shape[1] != 3:
-        raise ValueError(f"render_top_view expects xyz of shape (N, 3), got {xyz.shape}")
-    point_instance = np.asarray(point_instance, dtype=np.int64).reshape(-1)
-    if len(point_instance) != len(xyz):
-        raise ValueError(f"point_instance has {len(point_instance)} entries for {len(xyz)} points")
-    class_ids = np.asarray(class_ids, dtype=np.int64).reshape(-1)
-    n_inst = len(class_ids)
-    if point_instance.size and point_instance.max(initial=-1) >= n_inst:
-        raise ValueError(f"point_instance refers to instance {point_instance.max()} but only {n_inst} exist")
-    if n_inst and (class_ids.min() < 0 or class_ids.max() >= len(class_names)):
-        raise ValueError(f"class_ids must index class_names (0..{len(class_names) - 1}), got {class_ids}")
-    if boxes is not None:
-        boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 6)
-        if len(boxes) != n_inst:
-            raise ValueError(f"boxes has {len(boxes)} rows for {n_inst} instances")
-    if height < 4 * margin or map_width < 4 * margin:
-        raise ValueError(f"image {height}x{map_width} is too small for margin {margin}")
-
-    image = np.empty((height, map_width + legend_width, 3), np.uint8)
-    image[:] = BACKGROUND
-    colors = palette(n_inst)  # (K, 3)
+        raise ValueError(f"render_scene expects xyz of shape (N, 3), got {xyz.shape}")
+    for name, lab in (("pred", pred), ("gt", gt)):
+        if lab is not None and len(lab.point_instance) != len(xyz):
+            raise ValueError(f"{name} labels {len(lab.point_instance)} points, the cloud has {len(xyz)}")
+        if lab is not None and len(lab) and (lab.class_ids.min() < 0 or lab.class_ids.max() >= len(class_names)):
+            raise ValueError(f"{name} class ids must index the {len(class_names)} class names")
+    if pred.scores is not None and score_threshold > 0:
+        keep = np.flatnonzero(pred.scores >= score_threshold)
+        pred = pred.select(keep[np.argsort(-pred.scores[keep], kind="stable")])
+    panels = [("prediction", pred)] + ([("ground truth", gt)] if gt is not None else [])
+    colors = {"prediction": palette(len(pred))}
+    if gt is not None:
+        match = match_gt_to_pred(pred, gt)
+        spare = palette(len(pred) + len(gt))[len(pred):]  # unmatched GT: colours no prediction has
+        colors["ground truth"] = np.where((match >= 0)[:, None], colors["prediction"][np.maximum(match, 0)]
+                                          if len(pred) else spare, spare)
+    width, height = size_px or (700 * len(panels), 1000)
+    fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi)
+    canvas = FigureCanvasAgg(fig)
+    stamp = "" if stamp_ns is None else f"stamp {stamp_ns // 1_000_000_000}.{stamp_ns % 1_000_000_000:09d}"
+    head = "   ".join(s for s in (title, f"frame {frame_id}" if frame_id else "", stamp) if s)
+    fig.suptitle(head, fontsize=10)
+    info = RenderInfo(width=width, height=height)
+    sub = _subsample(len(xyz), MAX_RENDER_POINTS)
     if len(xyz):
-        scale, origin, pad = _map_transform(xyz[:, :2], height, map_width, margin)
-        rows, cols = world_to_pixel(xyz[:, :2], scale, origin, pad, height)
-        z = xyz[:, 2]
-        zn = (z - z.min()) / max(float(np.ptp(z)), 1e-6)
-        grey = np.round(200 - 80 * zn).astype(np.uint8)
-        point_colors = np.repeat(grey[:, None], 3, axis=1)  # (N, 3)
-        has = point_instance >= 0
-        point_colors[has] = colors[point_instance[has]]
-        # instance points are drawn above the background at equal height
-        depth = z + np.where(has, 1e3, 0.0)
-        splat(image[:, :map_width], rows, cols, depth, point_colors, size=point_size)
-        if boxes is not None:
-            for k in range(n_inst):
-                corners = np.array([[boxes[k, 0], boxes[k, 1]], [boxes[k, 3], boxes[k, 4]]])
-                br, bc = world_to_pixel(corners, scale, origin, pad, height)
-                draw_rect(image[:, :map_width], int(br[0]), int(bc[0]), int(br[1]), int(bc[1]), colors[k])
-    image[:, map_width : map_width + 1] = (160, 160, 160)
-    _draw_legend(image, map_width + 1, class_ids, class_names, scores, colors, title)
-    return image
+        lo, hi = xyz[:, :2].min(axis=0), xyz[:, :2].max(axis=0)
+        pad = 0.05 * max(float(np.max(hi - lo)), 0.1)
+        limits = (lo[0] - pad, hi[0] + pad, lo[1] - pad, hi[1] + pad)
+    else:
+        limits = (-1.0, 1.0, -1.0, 1.0)
+    top_axes, texts_of = {}, {}
+    for col, (name, lab) in enumerate(panels):
+        boxes = lab.boxes if lab.boxes is not None else _boxes_from_points(xyz, lab)
+        sub_lab = Labelling(lab.point_instance[sub], lab.class_ids, lab.scores)
+        ax = fig.add_subplot(2, len(panels), col + 1)
+        if lab.scores is not None:
+            caption = f"{name}: {len(lab)} instances" + (f" (score >= {score_threshold:.2f})"
+                                                          if score_threshold > 0 else "")
+        else:
+            caption = f"{name}: {len(lab)} instances"
+        ax.set_title(caption, fontsize=9)
+        texts_of[name] = _draw_top(ax, xyz[sub], sub_lab, colors[name], class_names, boxes, limits)
+        top_axes[name] = ax
+        ax3 = fig.add_subplot(2, len(panels), len(panels) + col + 1, projection="3d", proj_type="persp")
+        _draw_perspective(ax3, xyz[sub] if len(sub) else np.zeros((1, 3)), sub_lab if len(sub) else
+                          Labelling(np.array([-1]), lab.class_ids), colors[name])
+        info.colors[name] = colors[name]
+        info.top_limits[name] = limits
+    fig.subplots_adjust(left=0.08, right=0.97, top=0.93, bottom=0.04, wspace=0.25, hspace=0.12)
+    renderer = canvas.get_renderer()
+    for name, ax in top_axes.items():
+        ax.apply_aspect()  # the equal-aspect box is only settled at draw time otherwise
+        bb = ax.get_window_extent(renderer)
+        info.axes_px[name] = (bb.x0, height - bb.y1, bb.x1, height - bb.y0)
+        boxes_px = _place_labels(ax, renderer, texts_of[name], np.array([t.get_position() for t in texts_of[name]]))
+        info.label_boxes[name] = np.stack([boxes_px[:, 0], height - boxes_px[:, 3], boxes_px[:, 2],
+                                           height - boxes_px[:, 1]], axis=1) if len(boxes_px) else boxes_px
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, facecolor="white")
+    return info
 
 
-def _draw_legend(
-    image: np.ndarray,
-    x0: int,
-    class_ids: np.ndarray,
-    class_names: Sequence[str],
-    scores: np.ndarray | None,
-    colors: np.ndarray,
-    title: str,
-) -> None:
-    height = image.shape[0]
-    row_h, sw = GLYPH_H + 5, GLYPH_H + 2
-    y = 6
-    header = title or f"{len(class_ids)} INSTANCES"
-    draw_text(image, x0 + 6, y, header, TEXT_COLOR)
-    y += row_h + 2
-    max_rows = max((height - y - row_h) // row_h, 0)
-    shown = len(class_ids) if len(class_ids) <= max_rows else max(max_rows - 1, 0)
-    for k in range(shown):
-        fill_rect(image, y, x0 + 6, y + sw - 1, x0 + 6 + sw - 1, colors[k])
-        label = str(class_names[class_ids[k]])
-        if scores is not None:
-            label += f" {float(scores[k]):.2f}"
-        draw_text(image, x0 + 6 + sw + 4, y + 1, label, TEXT_COLOR)
-        y += row_h
-    if shown < len(class_ids):
-        draw_text(image, x0 + 6, y + 1, f"+{len(class_ids) - shown} MORE", TEXT_COLOR)
+def render_instances(path: str | Path, xyz: np.ndarray, inst: Any, gt_ids: np.ndarray | None = None,
+                     **kwargs: Any) -> RenderInfo:
+    """render_scene for an `Instances` result, with benchmark GT ids (N,) beside it when given."""
+    gt = Labelling.from_gt_ids(gt_ids) if gt_ids is not None else None
+    return render_scene(path, xyz, inst.class_names, Labelling.from_instances(inst), gt, **kwargs)
 
 
-def render_instances(xyz: np.ndarray, instances: Any, **kwargs: Any) -> np.ndarray:
-    """render_top_view for an `Instances` result (point_instance, class_ids, class_names, ...)."""
-    return render_top_view(
-        xyz,
-        instances.point_instance,
-        instances.class_ids,
-        instances.class_names,
-        scores=getattr(instances, "scores", None),
-        boxes=getattr(instances, "boxes", None),
-        **kwargs,
-    )
+__all__ = ["Labelling", "PUBLISH_THRESHOLD", "RenderInfo", "match_gt_to_pred", "palette", "render_instances",
+           "render_scene"]

@@ -220,10 +220,12 @@ def _ap50(rx: _Received, gt: dict, labels: Any, min_region_size: int) -> float |
     return None if not np.isfinite(value) else float(value)
 
 
-def _render_best(rx: _Received, path: Path) -> Path | None:
-    """PNG of the segmented frame with the most instances (labelled cloud + boxes + labels)."""
-    from sphmask_core.render import render_top_view, write_png
+def _render_best(rx: _Received, path: Path, gt: dict, labels: Any) -> Path | None:
+    """PNG of the segmented frame with the most instances: what the node published (labelled
+    cloud, boxes, labels), the bag's ground truth beside it when the sizes agree (see _ap50)."""
+    from sphmask_core.render import Labelling, render_scene
 
+    from sphmask_ros.bag.evaluate import gt_ids_for_model
     from sphmask_ros.pointcloud2 import decode_cloud
 
     candidates = [s for s in rx.instances if s in rx.clouds]
@@ -236,13 +238,16 @@ def _render_best(rx: _Received, path: Path) -> Path | None:
     for k, inst in enumerate(msg.instances):
         c, s = inst.bbox_center.position, inst.bbox_size
         boxes[k] = [c.x - s.x / 2, c.y - s.y / 2, c.z - s.z / 2, c.x + s.x / 2, c.y + s.y / 2, c.z + s.z / 2]
-    point_instance = cloud.extras["instance_id"].astype(np.int64)
-    image = render_top_view(cloud.xyz, point_instance,
-                            np.array([i.class_id for i in msg.instances], dtype=np.int64),
-                            list(msg.class_names),
-                            scores=np.array([i.score for i in msg.instances], dtype=np.float32),
-                            boxes=boxes, title=f"{n} INSTANCES")
-    return write_png(path, image)
+    pred = Labelling(cloud.extras["instance_id"].astype(np.int64),
+                     np.array([i.class_id for i in msg.instances], dtype=np.int64),
+                     scores=np.array([i.score for i in msg.instances], dtype=np.float64), boxes=boxes)
+    truth = None
+    if stamp in gt and gt[stamp][0].shape[0] == cloud.xyz.shape[0]:
+        truth = Labelling.from_gt_ids(gt_ids_for_model(*gt[stamp], labels, list(msg.class_names)))
+    # the node already applied its score threshold: draw everything it published
+    render_scene(path, cloud.xyz, list(msg.class_names), pred, truth, score_threshold=0.0,
+                 frame_id=msg.header.frame_id, stamp_ns=stamp, title="sphmask demo")
+    return path
 
 
 def _percentile(values: list[float], q: float) -> float | None:
@@ -344,7 +349,7 @@ def run_demo(cfg: DemoConfig, log: Any = print) -> dict:
     node_ms = [float(p.total_ms) for p in rx.processing.values()]
     gt = _ground_truth(bag_path)
     labels = GroundTruthLabels.from_custom_data(BagReader(bag_path).custom_data)
-    picture = _render_best(rx, run_dir / "demo_scene.png")
+    picture = _render_best(rx, run_dir / "demo_scene.png", gt, labels)
     summary.update({
         "bag": str(bag_path),
         "output_bag": str(run_dir / "output_bag"),

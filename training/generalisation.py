@@ -99,9 +99,9 @@ def _line(row: dict) -> str:
 
 
 def kinect_pictures(segmenter, folder: Path, out: Path, score_threshold: float) -> list[dict]:
-    """Segment each .pcd frame (optical frame: x right, y down, z forward) and draw a front view."""
+    """Segment each .pcd frame (optical frame: x right, y down, z forward) and draw it (model axes)."""
     from sphmask_core.data.pcd import pcd_points, read_pcd
-    from sphmask_core.render import encode_png, render_top_view
+    from sphmask_core.render import render_instances
 
     rows = []
     for path in sorted(folder.glob("*.pcd")):
@@ -112,14 +112,9 @@ def kinect_pictures(segmenter, folder: Path, out: Path, score_threshold: float) 
         model_xyz = np.stack([xyz[:, 2], -xyz[:, 0], -xyz[:, 1]], axis=1)
         inst = segmenter(model_xyz, rgb)
         pub = np.flatnonzero(inst.scores >= score_threshold)
-        point_inst = np.full(len(xyz), -1, np.int64)
-        for k, idx in enumerate(pub):
-            point_inst[inst.masks[idx]] = k
-        view = np.stack([xyz[:, 0], -xyz[:, 1], -xyz[:, 2]], axis=1)  # looking along the camera axis
-        image = render_top_view(view, point_inst, inst.class_ids[pub], inst.class_names, inst.scores[pub],
-                                height=240, map_width=320, legend_width=150, point_size=1, title=path.stem[-12:])
         png = out / f"kinect_{path.stem}.png"
-        png.write_bytes(encode_png(image))
+        render_instances(png, model_xyz, inst, score_threshold=score_threshold,
+                         frame_id="camera, x forward y left z up", title=path.stem)
         rows.append({"frame": path.name, "published": [(inst.class_names[int(inst.class_ids[i])],
                      round(float(inst.scores[i]), 3), int(len(inst.masks[i]))) for i in pub], "png": png.name})
         print(f"{path.name}: {rows[-1]['published']}", flush=True)

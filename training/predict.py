@@ -4,9 +4,12 @@
     sphmask-predict --checkpoint CKPT --input FOLDER --out OUT_DIR
 
 OUT_DIR receives ScanNet benchmark-format predictions (`pred/<scene>.txt` + `pred/pred_mask/`),
-one top-view PNG per scene (`render/<scene>.png`), `classes.yaml` (class names and benchmark
-label ids, the `--classes` file of `sphmask-eval`) and, for a labelled dataset split, the GT
-files (`gt/<scene>.txt`) and `metrics.json` (AP / AP50 / AP25 of the benchmark evaluator), so
+one picture per scene (`render/<scene>.png`: top and perspective view of the instances the node
+would publish, `--render-threshold`, ground truth beside them for a labelled split),
+`classes.yaml` (class names and benchmark label ids, the `--classes` file of `sphmask-eval`),
+`report.html` (metrics, precision/recall curves, latency, instances per scene, the renders; its
+path is printed at the end) and, for a labelled dataset split, the GT files (`gt/<scene>.txt`)
+and `metrics.json` (AP / AP50 / AP25 of the benchmark evaluator), so
 `sphmask-eval scannet --gt OUT/gt --pred OUT/pred --classes OUT/classes.yaml` reproduces them.
 
 Input clouds: .npy (N, 3) or (N, 6+) xyz[rgb], .txt (whitespace or comma separated columns
@@ -28,7 +31,7 @@ import numpy as np
 import yaml
 
 from sphmask_core.data.pcd import PcdError, pcd_points, read_pcd
-from sphmask_core.render import render_instances, write_png
+from sphmask_core.render import PUBLISH_THRESHOLD, render_instances
 
 CLOUD_SUFFIXES = (".npy", ".txt", ".ply", ".pcd")
 
@@ -168,7 +171,7 @@ class PredictionWriter:
     """Writes one scene's benchmark files and rendering; keeps running AP statistics."""
 
     def __init__(self, out_dir: Path, label_spec: Any, class_names: list[str], render: bool = True,
-                 min_region_size: int = 100) -> None:
+                 min_region_size: int = 100, render_threshold: float = PUBLISH_THRESHOLD) -> None:
         from sphmask_core.evaluation.scannet_eval import ScanNetEvaluator
 
         self.out_dir = out_dir
@@ -176,6 +179,10 @@ class PredictionWriter:
         self.class_names = class_names
         self.label_ids = benchmark_label_ids(label_spec)
         self.render = render
+        self.render_threshold = render_threshold
+        self.renders: list[Path] = []
+        self.stages_ms: dict[str, list[float]] = {}
+        self.published: list[int] = []  # instances at or above render_threshold, per scene
         self.evaluator = ScanNetEvaluator(class_names, self.label_ids, min_region_size=min_region_size)
         (out_dir / "pred").mkdir(parents=True, exist_ok=True)
         (out_dir / "classes.yaml").write_text(
@@ -207,19 +214,38 @@ class PredictionWriter:
         scene = _safe_name(name)
         preds = self._preds(inst, len(xyz))
         write_prediction_file(self.out_dir / "pred", scene, preds)
+        for stage, seconds in (getattr(inst, "timings", None) or {}).items():
+            self.stages_ms.setdefault(stage, []).append(seconds * 1e3)
+        self.published.append(int((np.asarray(inst.scores) >= self.render_threshold).sum()))
+        gt_ids = None
         if semantic is not None and instance is not None:
+            from sphmask_core.evaluation.scannet_eval import gt_ids_from_labels
+
+            gt_ids = gt_ids_from_labels(semantic, instance, self.label_spec.label_shift)
             gt = self._gt(semantic, instance)
             (self.out_dir / "gt").mkdir(exist_ok=True)
             write_gt_file(self.out_dir / "gt" / f"{scene}.txt", gt)
             self.evaluator.add_scene(gt, preds)
         if self.render:
-            image = render_instances(xyz, inst, title=f"{scene[:24]} {len(inst.class_ids)} INST")
-            write_png(self.out_dir / "render" / f"{scene}.png", image)
+            path = self.out_dir / "render" / f"{scene}.png"
+            render_instances(path, xyz, inst, gt_ids=gt_ids, score_threshold=self.render_threshold, title=scene)
+            self.renders.append(path)
 
     def metrics(self) -> dict[str, Any] | None:
         if self.evaluator.num_scenes == 0:
             return None
         return self.evaluator.result()
+
+    def report(self, title: str, facts: list[tuple[str, str]]) -> Path:
+        """Write OUT/report.html (see module doc)."""
+        from sphmask_core.report import ReportData, write_report
+
+        metrics = self.metrics()
+        curves = self.evaluator.pr_curves(0.5) if metrics is not None else {}
+        return write_report(self.out_dir, ReportData(
+            title=title, metrics=metrics, pr_curves=curves, stages_ms=self.stages_ms,
+            instances=self.published, time_label=f"scene (instances with score >= {self.render_threshold:.2f})",
+            renders=self.renders, facts=facts))
 
 
 # ---------------------------------------------------------------------------------- main
@@ -248,6 +274,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-scenes", type=int, default=0, help="stop after N scenes (0 = all)")
     parser.add_argument("--min-region-size", type=int, default=100, help="evaluation min points (STPLS3D 10)")
     parser.add_argument("--no-render", action="store_true", help="skip the PNG renderings")
+    parser.add_argument("--render-threshold", type=float, default=PUBLISH_THRESHOLD,
+                        help=f"renders show instances with at least this score (default {PUBLISH_THRESHOLD}, "
+                             "what the node publishes; 0 = all)")
     return parser.parse_args(argv)
 
 
@@ -262,8 +291,10 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
     if args.dataset and args.dataset != "synthetic" and not args.root:
         raise InputError(f"--root is required with --dataset {args.dataset}")
     segmenter = Segmenter.from_checkpoint(checkpoint, device=args.device)
+    if not 0.0 <= args.render_threshold <= 1.0:
+        raise InputError(f"--render-threshold must be in [0, 1], got {args.render_threshold}")
     writer = PredictionWriter(args.out, segmenter.cfg.labels, segmenter.class_names, render=not args.no_render,
-                              min_region_size=args.min_region_size)
+                              min_region_size=args.min_region_size, render_threshold=args.render_threshold)
     from tqdm import tqdm
 
     t0 = time.perf_counter()
@@ -300,6 +331,11 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
         (args.out / "metrics.json").write_text(json.dumps({**summary, "per_class": metrics["per_class"]}, indent=1))
         print(f"AP {metrics['AP']:.4f}  AP50 {metrics['AP50']:.4f}  AP25 {metrics['AP25']:.4f}  ({n} scenes)")
     print(f"wrote predictions of {n} scene(s) to {args.out}")
+    page = writer.report(f"sphmask-predict: {args.dataset or args.input}",
+                         [("checkpoint", str(checkpoint or "shipped model")), ("scenes", str(n)),
+                          ("source", f"{args.dataset} {args.split}" if args.dataset else str(args.input))])
+    summary["report"] = str(page)
+    print(f"report: {page}")
     return summary
 
 

@@ -373,31 +373,55 @@ def _match_threshold(pool: _Pooled, thr: float) -> tuple[np.ndarray, np.ndarray,
     return matched, scores, is_tp, score_class
 
 
+def precision_recall(scores: np.ndarray, is_tp: np.ndarray,
+                     hard_false_negatives: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Raw precision and recall at every distinct score (detections with score >= it), in
+    ascending score order: ``(precision (S,), recall (S,), score (S,))``."""
+    scores = np.asarray(scores, dtype=np.float64)
+    is_tp = np.asarray(is_tp, dtype=bool)
+    order = np.argsort(scores, kind="stable")
+    s_sorted = scores[order]
+    cum = np.concatenate([[0], np.cumsum(is_tp[order])])  # (n+1,) TPs strictly below index
+    uniq, first = np.unique(s_sorted, return_index=True)
+    n_total, n_true = s_sorted.shape[0], int(cum[-1])
+    below = cum[first]
+    tp = n_true - below
+    fp = n_total - first - tp
+    fn = below + hard_false_negatives
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return tp / (tp + fp), tp / (tp + fn), uniq
+
+
 def average_precision(scores: np.ndarray, is_tp: np.ndarray, hard_false_negatives: int) -> float:
     """ScanNet step-integrated AP of scored detections plus unmatched GTs.
 
     Precision/recall are taken at every distinct score (detections with score >= it), plus an
     artificial (recall 0, precision 1) point; step widths = recall convolved with [-.5, 0, .5].
     """
-    scores = np.asarray(scores, dtype=np.float64)
-    is_tp = np.asarray(is_tp, dtype=bool)
-    if scores.shape[0] == 0:
+    if np.asarray(scores).shape[0] == 0:
         return 0.0
-    order = np.argsort(scores, kind="stable")
-    s_sorted = scores[order]
-    cum = np.concatenate([[0], np.cumsum(is_tp[order])])  # (n+1,) TPs strictly below index
-    _, first = np.unique(s_sorted, return_index=True)
-    n_total, n_true = s_sorted.shape[0], int(cum[-1])
-    below = cum[first]
-    tp = n_true - below
-    fp = n_total - first - tp
-    fn = below + hard_false_negatives
-    precision = np.append(tp / (tp + fp), 1.0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        recall = np.append(tp / (tp + fn), 0.0)
+    precision, recall, _ = precision_recall(scores, is_tp, hard_false_negatives)
+    precision = np.append(precision, 1.0)
+    recall = np.append(recall, 0.0)
     padded = np.concatenate([[recall[0]], recall, [0.0]])
     step = np.convolve(padded, [-0.5, 0.0, 0.5], "valid")
     return float(np.dot(precision, step))
+
+
+def pr_curves(stats: Sequence[SceneStats], n_classes: int,
+              iou: float = 0.5) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per class with GT and predictions: ``precision_recall`` at one IoU threshold, matched
+    exactly as for the AP table (so the curve is the one its AP integrates)."""
+    pool = _pool(stats, n_classes)
+    n_eval_gt = np.bincount(pool.gt_class[pool.gt_eval], minlength=n_classes)
+    matched, scores, is_tp, score_class = _match_threshold(pool, float(iou))
+    n_matched = np.bincount(pool.gt_class[matched], minlength=n_classes)
+    out = {}
+    for c in range(n_classes):
+        sel = score_class == c
+        if n_eval_gt[c] > 0 and sel.any():
+            out[c] = precision_recall(scores[sel], is_tp[sel], int(n_eval_gt[c] - n_matched[c]))
+    return out
 
 
 def ap_table(stats: Sequence[SceneStats], n_classes: int) -> np.ndarray:
@@ -479,6 +503,11 @@ class ScanNetEvaluator:
 
     def ap_table(self) -> np.ndarray:
         return ap_table(self._stats, len(self.class_names))
+
+    def pr_curves(self, iou: float = 0.5) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Class name -> (precision, recall, score) at IoU `iou`; classes without GT or
+        predictions are left out."""
+        return {self.class_names[c]: v for c, v in pr_curves(self._stats, len(self.class_names), iou).items()}
 
     def result(self) -> dict:
         if not self._stats:

@@ -138,6 +138,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"AP {fmt(m['AP'])}  AP50 {fmt(m['AP50'])}  AP25 {fmt(m['AP25'])} "
                   f"over {m['num_scenes']} frames")
         print(f"report: {report.out_dir / 'report.json'}")
+        print(f"page:   {report.data['report_html']}")
         return 0
     if args.command == "play":
         from sphmask_ros.bag.play import PlayConfig, play_bag

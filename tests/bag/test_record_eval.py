@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +95,13 @@ def test_record_info_eval_round_trip(storage, synthetic_bags, record_cfg, tmp_pa
                                      "skipped_by_reason": {}}
     assert set(report.data["latency_ms"]) == {"p50", "p95", "max", "mean"}
     assert len(report.data["renders"]) == 2 and all(Path(p).is_file() for p in report.data["renders"])
+    # the page a person opens: every render linked, the plots it shows exist
+    page = Path(report.data["report_html"]).read_text()
+    for p in report.data["renders"]:
+        assert f'href="{Path(p).relative_to(report.out_dir).as_posix()}"' in page
+    for img in re.findall(r'<img src="([^"]+)"', page):
+        assert (report.out_dir / img).is_file(), img
+    assert "pr_curves.png" in page and "latency.png" in page and "instances.png" in page
     saved = json.loads((report.out_dir / "report.json").read_text())
     assert saved["metrics"]["AP50"] == m["AP50"]
 
@@ -171,6 +179,7 @@ def test_cli_eval_with_a_checkpoint(synthetic_bags, random_checkpoint, tmp_path,
     assert bag_main(args) == 0
     printed = capsys.readouterr().out
     assert "frames: 1 processed" in printed and "AP50" in printed
+    assert printed.rstrip().endswith(f"page:   {out / 'report.html'}") and (out / "report.html").is_file()
     data = json.loads((out / "report.json").read_text())
     assert data["model"] == "random_small" and data["frames"]["considered"] == 1
     assert data["metrics"]["num_scenes"] == 1 and len(data["renders"]) == 1

@@ -1,137 +1,103 @@
-"""PNG writer and top-view renderer, checked by decoding the file with zlib by hand."""
+"""The matplotlib renderer, checked by reading its PNG back with pillow."""
 
 from __future__ import annotations
 
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from sphmask_core.render import (
-    FONT,
-    GLYPH_H,
-    GLYPH_W,
-    draw_text,
-    encode_png,
-    palette,
-    render_top_view,
-    splat,
-    write_png,
-)
+from sphmask_core.render import Labelling, match_gt_to_pred, palette, render_scene
+
+NAMES = ["chair", "table", "sofa"]
 
 
-def _decode(data: bytes) -> tuple[dict, np.ndarray]:
-    """Independent minimal PNG reader: checks every chunk CRC, supports filter type 0 only."""
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, chunks = 8, []
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos : pos + 4])
-        kind = data[pos + 4 : pos + 8]
-        payload = data[pos + 8 : pos + 8 + length]
-        (crc,) = struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])
-        assert crc == zlib.crc32(kind + payload) & 0xFFFFFFFF, kind
-        chunks.append((kind, payload))
-        pos += 12 + length
-    assert chunks[0][0] == b"IHDR" and chunks[-1][0] == b"IEND"
-    w, h, depth, ctype, comp, filt, inter = struct.unpack(">IIBBBBB", chunks[0][1])
-    channels = {0: 1, 2: 3, 6: 4}[ctype]
-    raw = zlib.decompress(b"".join(p for k, p in chunks if k == b"IDAT"))
-    rows = np.frombuffer(raw, np.uint8).reshape(h, 1 + w * channels)
-    assert (rows[:, 0] == 0).all()
-    header = dict(width=w, height=h, depth=depth, color_type=ctype, interlace=inter)
-    return header, rows[:, 1:].reshape(h, w, channels)
-
-
-def test_png_roundtrip_rgb_and_grey(tmp_path: Path) -> None:
+def _scene() -> tuple[np.ndarray, np.ndarray]:
+    """A 4 x 3 m floor and four 0.6 m cubes of points (instances 0..3)."""
     rng = np.random.default_rng(0)
-    img = rng.integers(0, 256, size=(13, 21, 3), dtype=np.uint8)
-    path = write_png(tmp_path / "a.png", img)
-    header, decoded = _decode(path.read_bytes())
-    assert header == dict(width=21, height=13, depth=8, color_type=2, interlace=0)
-    np.testing.assert_array_equal(decoded, img)
-    grey = rng.integers(0, 256, size=(5, 7), dtype=np.uint8)
-    header, decoded = _decode(encode_png(grey))
-    assert header["color_type"] == 0
-    np.testing.assert_array_equal(decoded[:, :, 0], grey)
+    parts, labels = [np.c_[rng.uniform(0, 4, 3000), rng.uniform(0, 3, 3000), np.zeros(3000)]], [np.full(3000, -1)]
+    for k, (cx, cy) in enumerate([(1.0, 1.0), (2.5, 1.0), (1.0, 2.2), (3.0, 2.3)]):
+        parts.append(np.c_[rng.uniform(cx - 0.3, cx + 0.3, 600), rng.uniform(cy - 0.3, cy + 0.3, 600),
+                           rng.uniform(0, 0.8, 600)])
+        labels.append(np.full(600, k))
+    return np.concatenate(parts), np.concatenate(labels)
 
 
-def test_png_rejects_bad_input() -> None:
-    with pytest.raises(ValueError, match="uint8"):
-        encode_png(np.zeros((4, 4, 3), np.float32))
-    with pytest.raises(ValueError, match="shape"):
-        encode_png(np.zeros((4, 4, 2), np.uint8))
+def _colour_counts(png: Path) -> dict[tuple[int, int, int], int]:
+    img = np.asarray(Image.open(png).convert("RGB")).reshape(-1, 3)
+    colours, counts = np.unique(img, axis=0, return_counts=True)
+    return {tuple(int(v) for v in c): int(n) for c, n in zip(colours, counts)}
 
 
-def test_known_splat_pixels(tmp_path: Path) -> None:
-    # two points 1 m apart diagonally in a 64x64 map with an 8-pixel margin:
-    # scale = 64 - 16 - 1 = 47 px/m, centring pad = (64 - 47) / 2 = 8.5 px.
-    # (0, 0) -> col floor(8.5) = 8, row floor(63 - 8.5) = 54; (1, 1) -> col 55, row 7.
-    xyz = np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 0.0]])
-    img = render_top_view(
-        xyz, np.array([0, -1]), np.array([0]), ["chair"], height=64, map_width=64, legend_width=0,
-        point_size=1, margin=8,
-    )
-    header, decoded = _decode(encode_png(img))
-    assert (header["width"], header["height"]) == (64, 64)
-    # instance 0 colour: hue 0, saturation 0.85, value 0.95 -> (242, 36, 36)
-    np.testing.assert_array_equal(palette(1)[0], [242, 36, 36])
-    np.testing.assert_array_equal(decoded[54, 8], [242, 36, 36])
-    np.testing.assert_array_equal(decoded[7, 55], [200, 200, 200])  # non-instance point, lowest z
-    background = np.all(decoded == 255, axis=2)
-    assert background.sum() == 64 * 64 - 2
+def test_size_and_one_colour_per_published_instance(tmp_path: Path) -> None:
+    xyz, inst = _scene()
+    # instance 2 scores below the node threshold (0.4): its points must be drawn as background
+    pred = Labelling(inst, [0, 1, 2, 1], scores=[0.9, 0.8, 0.3, 0.6])
+    info = render_scene(tmp_path / "a.png", xyz, NAMES, pred, frame_id="map", stamp_ns=12_500_000_000)
+    image = Image.open(tmp_path / "a.png")
+    assert image.size == (700, 1000) == (info.width, info.height)
+    counts = _colour_counts(tmp_path / "a.png")
+    table = palette(10)
+    present = [k for k, c in enumerate(table) if counts.get(tuple(int(v) for v in c), 0) > 200]
+    assert present == [0, 1, 2]  # three published instances, three colours (by score order)
+    np.testing.assert_array_equal(info.colors["prediction"], table[:3])
 
 
-def test_box_outline_and_legend() -> None:
-    xyz = np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.25, 0.25, 0.5], [0.75, 0.75, 0.5]])
-    boxes = np.array([[0.25, 0.25, 0.5, 0.75, 0.75, 0.5]])
-    img = render_top_view(
-        xyz, np.array([-1, -1, 0, 0]), np.array([0]), ["table"], scores=np.array([0.9]),
-        boxes=boxes, height=64, map_width=64, legend_width=100, point_size=1, margin=8,
-    )
-    assert img.shape == (64, 164, 3)
-    color = palette(1)[0]
-    # box corners: cols floor(0.25*47+8.5)=20 .. floor(0.75*47+8.5)=43,
-    # rows floor(63-20.25)=42 .. floor(63-43.75)=19
-    assert np.all(img[19, 20:44] == color)
-    assert np.all(img[42, 20:44] == color)
-    assert np.all(img[19:43, 20] == color)
-    assert np.all(img[19:43, 43] == color)
-    assert not np.any(np.all(img[18, :64] == color, axis=1))
-    assert np.all(img[30, 25] == 255)  # inside the box, no point there
-    legend = img[:, 65:]
-    assert np.any(np.all(legend == color, axis=2))  # the swatch
-    assert np.any(np.all(legend < 60, axis=2))  # dark text pixels
+def test_top_view_axes_are_metric(tmp_path: Path) -> None:
+    xyz, inst = _scene()
+    info = render_scene(tmp_path / "a.png", xyz, NAMES, Labelling(inst, [0, 1, 2, 1], scores=[0.9] * 4),
+                        size_px=(700, 1000))
+    img = np.asarray(Image.open(tmp_path / "a.png").convert("RGB")).astype(int)
+    x0, y0, x1, y1 = info.axes_px["prediction"]
+    xmin, xmax, ymin, ymax = info.top_limits["prediction"]
+    assert xmin < 0.0 and xmax > 4.0 and ymin < 0.0 and ymax > 3.0  # the whole floor is in view
+    # equal aspect: metres per pixel agree on both axes
+    assert (xmax - xmin) / (x1 - x0) == pytest.approx((ymax - ymin) / (y1 - y0), rel=0.02)
+    # the centre of cube 1 (x 2.5, y 1.0; highest score order 1) lands on its colour
+    col = round(x0 + (2.5 - xmin) / (xmax - xmin) * (x1 - x0))
+    row = round(y1 - (1.0 - ymin) / (ymax - ymin) * (y1 - y0))
+    patch = img[row - 4:row + 5, col - 4:col + 5].reshape(-1, 3)
+    assert (np.abs(patch - palette(2)[1]).sum(axis=1) == 0).sum() >= 20
+    # the axes frame: a dark spine along the left edge
+    assert (img[round(y0) + 5:round(y1) - 5, round(x0)].sum(axis=1) < 200).mean() > 0.9
 
 
-def test_splat_into_a_column_slice() -> None:
-    img = np.zeros((4, 6, 3), np.uint8)
-    splat(img[:, :3], np.array([2]), np.array([1]), np.array([0.0]), np.array([[9, 8, 7]], np.uint8))
-    np.testing.assert_array_equal(img[2, 1], [9, 8, 7])
-    assert img.sum() == 24
+def test_ground_truth_beside_takes_matched_colours(tmp_path: Path) -> None:
+    xyz, inst = _scene()
+    pred = Labelling(np.where(inst == 3, -1, inst), [0, 1, 2, 2], scores=[0.9, 0.8, 0.7, 0.6])
+    # GT ids sort as 1001, 2002, 3003, 3004: GT index k is cube k
+    gt_ids = np.where(inst >= 0, (np.array([0, 1, 2, 2])[inst] + 1) * 1000 + inst + 1, 0)
+    gt = Labelling.from_gt_ids(gt_ids)
+    assert len(gt) == 4
+    info = render_scene(tmp_path / "b.png", xyz, NAMES, pred, gt)
+    assert Image.open(tmp_path / "b.png").size == (1400, 1000)
+    # GT 0..2 are found (same colours), GT 3 is missed: a colour no prediction has
+    np.testing.assert_array_equal(info.colors["ground truth"][:3], info.colors["prediction"][:3])
+    assert not (info.colors["ground truth"][3] == info.colors["prediction"]).all(axis=1).any()
+    assert match_gt_to_pred(pred, gt).tolist() == [0, 1, 2, -1]
 
 
-def test_splat_depth_order() -> None:
-    img = np.zeros((4, 4, 3), np.uint8)
-    rows, cols = np.array([1, 1, 1]), np.array([2, 2, 2])
-    colors = np.array([[10, 10, 10], [30, 30, 30], [20, 20, 20]], np.uint8)
-    splat(img, rows, cols, np.array([0.0, 5.0, 1.0]), colors)
-    np.testing.assert_array_equal(img[1, 2], [30, 30, 30])
-    assert img.sum() == 90
+def test_labels_do_not_overlap(tmp_path: Path) -> None:
+    # ten small objects 0.1 m apart: labels at their corners would overlap
+    rng = np.random.default_rng(1)
+    xyz = np.concatenate([np.c_[rng.uniform(0.1 * k, 0.1 * k + 0.05, 50), rng.uniform(0, 0.05, 50),
+                                rng.uniform(0, 1, 50)] for k in range(10)] + [rng.uniform(-1, 2, (500, 3))])
+    inst = np.concatenate([np.full(50, k) for k in range(10)] + [np.full(500, -1)])
+    info = render_scene(tmp_path / "c.png", xyz, NAMES, Labelling(inst, np.arange(10) % 3, scores=np.full(10, 0.9)))
+    boxes = info.label_boxes["prediction"]
+    shown = boxes[np.isfinite(boxes).all(axis=1)]
+    assert len(shown) >= 8
+    for i in range(len(shown)):
+        for j in range(i + 1, len(shown)):
+            a, b = shown[i], shown[j]
+            assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)
 
 
-def test_draw_text_matches_glyphs() -> None:
-    img = np.zeros((10, 20, 3), np.uint8)
-    draw_text(img, 1, 2, "a7", (255, 255, 255))
-    on = img[:, :, 0] > 0
-    np.testing.assert_array_equal(on[2 : 2 + GLYPH_H, 1 : 1 + GLYPH_W], FONT["A"])
-    np.testing.assert_array_equal(on[2 : 2 + GLYPH_H, 7 : 7 + GLYPH_W], FONT["7"])
-    assert on.sum() == FONT["A"].sum() + FONT["7"].sum()
-
-
-def test_render_validates_input() -> None:
+def test_bad_input() -> None:
     with pytest.raises(ValueError, match="instance 3"):
-        render_top_view(np.zeros((2, 3)), np.array([3, -1]), np.array([0]), ["x"])
+        Labelling(np.array([3, -1]), np.array([0]))
     with pytest.raises(ValueError, match=r"\(N, 3\)"):
-        render_top_view(np.zeros((2, 2)), np.array([0, 0]), np.array([0]), ["x"])
+        render_scene("x.png", np.zeros((2, 2)), ["x"], Labelling(np.array([0, 0]), np.array([0])))
+    with pytest.raises(ValueError, match="class ids"):
+        render_scene("x.png", np.zeros((2, 3)), ["x"], Labelling(np.array([0, 0]), np.array([4])))
