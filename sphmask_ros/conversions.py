@@ -10,8 +10,9 @@ per instance k (marker id = k in every namespace):
   * ns "sphere": LINE_LIST, the spherical polygon: ray end points (centre + ray * sector mid
     direction) joined to their azimuth neighbours (wrapping round) and polar neighbours;
   * ns "label":  TEXT_VIEW_FACING "<class> <score>" above the box.
-Colours come from a fixed palette indexed by instance id, so instance k has the same colour in
-every frame and in the labelled cloud's `rgb`-free consumers (e.g. RViz colouring by instance_id).
+Colours come from a fixed palette indexed by the tracking id when the caller has one (the node
+does: sphmask_ros.tracking), so an object keeps its colour from frame to frame; else by the
+frame-local instance index.
 """
 
 from __future__ import annotations
@@ -80,10 +81,12 @@ def instances_to_msg(
     header: Header,
     cloud_size: int,
     model_name: str,
+    track_ids: np.ndarray | None = None,
 ) -> InstanceArray:
     """InstanceArray of `instances`; point_indices index the labelled cloud of `cloud_size` points.
 
-    The labelled cloud is unorganised (height 1), so cloud_width = cloud_size.
+    The labelled cloud is unorganised (height 1), so cloud_width = cloud_size. track_ids (K,)
+    fill `tracking_id` (decimal strings); None leaves it empty.
     """
     if cloud_size != instances.n_points:
         raise ValueError(
@@ -105,6 +108,7 @@ def instances_to_msg(
     for k in range(len(instances)):
         inst = Instance()
         inst.id = k
+        inst.tracking_id = "" if track_ids is None else str(int(track_ids[k]))
         inst.class_id = int(instances.class_ids[k])
         inst.class_name = instances.class_names[inst.class_id]
         inst.score = float(instances.scores[k])
@@ -182,8 +186,12 @@ def _line_marker(header: Header, ns: str, k: int, xyz: np.ndarray, rgb: np.ndarr
     return m
 
 
-def instances_to_markers(instances: Instances, header: Header) -> MarkerArray:
-    """MarkerArray: DELETEALL, then per instance a box, a spherical polygon and a label."""
+def instances_to_markers(instances: Instances, header: Header,
+                         track_ids: np.ndarray | None = None) -> MarkerArray:
+    """MarkerArray: DELETEALL, then per instance a box, a spherical polygon and a label.
+
+    Colours are keyed by track_ids (K,) when given, so an object keeps its colour across
+    frames; else by the frame-local index."""
     clear = Marker()
     clear.header = _copy_header(header)
     clear.action = Marker.DELETEALL
@@ -191,7 +199,7 @@ def instances_to_markers(instances: Instances, header: Header) -> MarkerArray:
     k_count = len(instances)
     if k_count == 0:
         return MarkerArray(markers=markers)
-    colors = instance_colors(np.arange(k_count))  # (K, 3)
+    colors = instance_colors(np.arange(k_count) if track_ids is None else track_ids)  # (K, 3)
     boxes = box_segments(instances.boxes)  # (K, 24, 3)
     spheres = sphere_segments(instances.centers, instances.rays, instances.n_theta, instances.n_phi)
     for k in range(k_count):

@@ -5,7 +5,8 @@
 
 Subscribes to `input_topics` (PointCloud2, best effort depth 1 by default) and publishes, per
 processed cloud and stamped with that cloud's stamp: ~/instances (sphmask/InstanceArray),
-~/markers (MarkerArray), ~/labelled_cloud (PointCloud2, only while subscribed),
+~/detections (vision_msgs/Detection3DArray), ~/markers (MarkerArray), ~/labelled_cloud
+(PointCloud2, only while subscribed), ~/instance_image (sensor_msgs/Image, organized input),
 ~/processing_time (sphmask/ProcessingTime); once: ~/class_map (transient local); periodically:
 /diagnostics. The model is loaded and warmed up in the constructor, before any subscription
 exists. Everything else is in `runtime.NodeRuntime` (shared with the lifecycle node).

@@ -1,7 +1,8 @@
 """`run_node`: the one `main` behind `sphmask-node` and `sphmask-lifecycle-node`.
 
 Exit codes: 0 after Ctrl-C (wherever it lands: in the constructor, between start-up and spin,
-while spinning), 1 with one line on stderr when the node cannot start.
+while spinning), 1 with one line on stderr when the node cannot start (a missing or malformed
+`--params-file` included).
 
 A Ctrl-C during start-up makes rclpy's signal handler shut the context down under whatever is
 running (a publish in the constructor, the executor's set-up); the resulting exception is a
@@ -15,6 +16,8 @@ from typing import Any, Callable, Sequence
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+
+from sphmask_ros.params_file import params_file_problem
 
 __all__ = ["run_node"]
 
@@ -34,6 +37,10 @@ def run_node(prog: str, make_node: Callable[[], Any], argv: Sequence[str],
              start: Callable[[Any], str | None] | None = None) -> int:
     """Initialise rclpy with `argv`, build the node, run `start(node)` (None = started, else the
     reason it could not start), spin until Ctrl-C, tear down. See the module doc for exit codes."""
+    problem = params_file_problem(argv)
+    if problem is not None:  # rcl would refuse it inside init with a multi-line traceback
+        print(f"{prog}: cannot start: {problem}", file=sys.stderr)
+        return 1
     try:
         with rclpy.init(args=list(argv)):
             try:

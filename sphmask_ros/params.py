@@ -131,6 +131,13 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("max_points", 300_000, _I,
               "Cap on the points given to the model (random subset, warned); bounds memory.",
               range=(1000, 20_000_000)),
+    # --- tracking (run time)
+    ParamSpec("tracking.max_age", 5, _I,
+              "Results a track survives unmatched before its id is retired (an object gone "
+              "longer gets a new id when it returns).", range=(0, 1000)),
+    ParamSpec("tracking.max_distance", 0.5, _D,
+              "Box centres closer than this (m, output frame) keep their track id even without "
+              "mask overlap; 0 = associate by overlap only.", range=(0.0, 100.0)),
     # --- QoS (fixed)
     ParamSpec("qos.input_reliability", "best_effort", _S,
               "Reliability of the input subscriptions (best_effort matches every sensor driver).",
@@ -189,6 +196,7 @@ def declare_all(node: Any) -> None:
 
     Raises rclpy's InvalidParameterValueException / InvalidParameterTypeException when a value
     given at start-up violates its descriptor, and ValueError when it fails `validate`.
+    Parameters given to the node (file, -p) that are not in the table are warned about by name.
     """
     node.declare_parameters(
         namespace="",
@@ -198,6 +206,11 @@ def declare_all(node: Any) -> None:
         ok, reason = validate(spec.name, node.get_parameter(spec.name).value)
         if not ok:
             raise ValueError(f"invalid start-up value of parameter '{spec.name}': {reason}")
+    from sphmask_ros.params_file import unknown_overrides
+
+    for name in unknown_overrides(node, list(SPECS)):
+        node.get_logger().warning(f"ignoring unknown parameter '{name}' (not a sphmask node "
+                                  f"parameter; misspelt?)")
 
 
 def _type_ok(spec: ParamSpec, value: Any) -> bool:
@@ -288,6 +301,8 @@ class NodeParams:
     crop_max: tuple[float, ...] = (_BIG, _BIG, _BIG)
     crop_max_range: float = 200.0
     max_points: int = 300_000
+    tracking_max_age: int = 5
+    tracking_max_distance: float = 0.5
     qos_input_reliability: str = "best_effort"
     qos_input_depth: int = 1
     publish_labelled_cloud: bool = True

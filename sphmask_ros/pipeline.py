@@ -32,6 +32,7 @@ from sphmask_core.inference.instances import Instances, point_instance_from_mask
 from sphmask_ros.params import NodeParams
 from sphmask_ros.pointcloud2 import DecodedCloud, decode_cloud
 from sphmask_ros.preprocess import PreparedInput, PreprocessConfig, Preprocessor, Skipped
+from sphmask_ros.tracking import InstanceTracker, TrackerConfig
 from sphmask_ros.transforms import Transform, TransformCache, TransformLookupError
 
 _NS = 1_000_000_000
@@ -83,6 +84,11 @@ class FrameResult:
     # of recorded synthetic clouds), aligned with xyz
     point_extras: dict[str, np.ndarray] = field(default_factory=dict)
     empty_reason: str = ""  # why nothing reached the model (empty cloud, cropped away)
+    input_header: Header | None = None  # the input cloud's own header (instance image)
+    raw_shape: tuple[int, int] = (0, 0)  # (height, width) of the current input cloud
+    point_sweep: np.ndarray | None = None  # (P,) int32, 0 = current cloud
+    point_raw_index: np.ndarray | None = None  # (P,) int64 into that sweep's raw cloud
+    track_ids: np.ndarray | None = None  # (K,) int64 stable ids (sphmask_ros.tracking)
     points_dropped: dict[str, int] = field(default_factory=dict)  # by pre-processing, by reason
 
 
@@ -145,6 +151,11 @@ def preprocess_config(params: NodeParams) -> PreprocessConfig:
         input_voxel_size=params.input_voxel_size,
         max_points=params.max_points,
     )
+
+
+def tracker_config(params: NodeParams) -> TrackerConfig:
+    return TrackerConfig(max_age=params.tracking_max_age,
+                         max_distance=params.tracking_max_distance).validate()
 
 
 def input_grid_warning(input_voxel_size: float, model_voxel_size: float) -> str | None:
@@ -241,6 +252,7 @@ class Pipeline:
         self.poses = pose_source or PoseSource(params)
         self.warmup_s = 0.0
         self._preprocessors: dict[str, Preprocessor] = {}
+        self._trackers: dict[str, InstanceTracker] = {}  # one per input topic, like the buffers
         self._lock = threading.Lock()
         self.params = params
         self._apply_model_params(params)
@@ -304,9 +316,25 @@ class Pipeline:
             config = preprocess_config(params)
             for pre in self._preprocessors.values():
                 pre.update_config(config)
+            for tracker in self._trackers.values():
+                tracker.config = tracker_config(params)
 
     def add_odometry(self, msg: Any) -> None:
         self.poses.add_odometry(msg)
+
+    def _tracker(self, topic: str) -> InstanceTracker:
+        tracker = self._trackers.get(topic)
+        if tracker is None:
+            tracker = self._trackers[topic] = InstanceTracker(tracker_config(self.params))
+        return tracker
+
+    def _track(self, topic: str, inst: Instances, xyz: np.ndarray) -> np.ndarray:
+        """(K,) stable ids of the instances over the output points xyz (P, 3)."""
+        with self._lock:
+            tracker = self._tracker(topic)
+        boxes = inst.boxes.astype(np.float64).reshape(-1, 6)  # (K, 6)
+        return tracker.update([xyz[m] for m in inst.masks], 0.5 * (boxes[:, :3] + boxes[:, 3:]),
+                              inst.class_ids)
 
     def _preprocessor(self, topic: str) -> Preprocessor:
         pre = self._preprocessors.get(topic)
@@ -320,8 +348,12 @@ class Pipeline:
         header = Header(stamp=frame.header.stamp, frame_id=out_frame)
         seg = self.segmenter
         inst = Instances.empty(0, self.class_names, seg.cfg.heads.n_theta, seg.cfg.heads.n_phi)
+        track_ids = self._track(frame.topic, inst, np.zeros((0, 3), np.float32))  # ages tracks
         return FrameResult(header, frame.stamp_ns, np.zeros((0, 3), np.float32), None, inst,
-                           stages, False, 0, 0, empty_reason=reason)
+                           stages, False, 0, 0, empty_reason=reason, input_header=frame.header,
+                           raw_shape=(frame.cloud.height, frame.cloud.width),
+                           point_sweep=np.zeros(0, np.int32), point_raw_index=np.zeros(0, np.int64),
+                           track_ids=track_ids)
 
     def process(self, frame: Frame) -> FrameResult:
         """One frame through pose, pre-processing and the model.
@@ -353,6 +385,9 @@ class Pipeline:
         t0 = time.perf_counter()
         inst = expand_instances(model_inst, prepared.point_to_model, prepared.points_xyz)
         stages["postprocess"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        track_ids = self._track(frame.topic, inst, prepared.points_xyz)
+        stages["tracking"] = time.perf_counter() - t0
 
         header = Header(stamp=frame.header.stamp, frame_id=prepared.frame_id)
         return FrameResult(
@@ -367,6 +402,11 @@ class Pipeline:
             n_model_points=int(prepared.xyz.shape[0]),
             point_extras=prepared.point_extras,
             points_dropped=dict(prepared.dropped),
+            input_header=frame.header,
+            raw_shape=(frame.cloud.height, frame.cloud.width),
+            point_sweep=prepared.point_sweep,
+            point_raw_index=prepared.point_raw_index,
+            track_ids=track_ids,
         )
 
     def recover_from_error(self, exc: BaseException) -> None:
@@ -377,4 +417,5 @@ class Pipeline:
         """Drop the model so its (GPU) memory can be returned."""
         self.segmenter = None
         self._preprocessors.clear()
+        self._trackers.clear()
         _release_device_memory()

@@ -7,10 +7,12 @@
   wins, replaced frames counted as dropped) and return;
 * one worker thread that takes frames, runs the pipeline (pose, accumulate, crop, voxelize, cap,
   model) and publishes the results, stamped with the input cloud's stamp;
-* publishers (reliable): ~/instances, ~/markers, ~/labelled_cloud (built only while someone
-  subscribes), ~/processing_time, ~/class_map (transient local, once per model), /diagnostics
-  on a timer;
-* the pose inputs (static parameters or nav_msgs/Odometry) feeding a locked `TransformCache`;
+* publishers (reliable): ~/instances, ~/detections (vision_msgs/Detection3DArray), ~/markers,
+  ~/labelled_cloud (built only while someone subscribes), ~/instance_image (organized input
+  only, while subscribed), ~/processing_time, ~/class_map (transient local, once per model),
+  /diagnostics on a timer;
+* the pose inputs (static parameters, nav_msgs/Odometry, or /tf + /tf_static) feeding a locked
+  transform cache;
 * the run-time parameter callbacks (validated by `params.validate_update`).
 
 Every failure on a frame is logged (throttled), counted in the diagnostics and the frame is
@@ -31,8 +33,9 @@ from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry
 from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import PointCloud2
+from sensor_msgs.msg import Image, PointCloud2
 from std_msgs.msg import Header
+from vision_msgs.msg import Detection3DArray
 from visualization_msgs.msg import MarkerArray
 
 from sphmask.msg import ClassMap, InstanceArray, ProcessingTime
@@ -53,6 +56,8 @@ from sphmask_ros.pipeline import (
     PoseSource,
     decode_frame,
 )
+from sphmask_ros.detections import instances_to_detections
+from sphmask_ros.instance_image import instance_image, instance_image_msg
 from sphmask_ros.pointcloud2 import CloudError
 from sphmask_ros.tf_buffer import TfBuffer, make_tf_source
 
@@ -160,7 +165,9 @@ class NodeRuntime:
         make = self._create_publisher
         spec = {
             "instances": (InstanceArray, "~/instances", output_qos()),
+            "detections": (Detection3DArray, "~/detections", output_qos()),
             "markers": (MarkerArray, "~/markers", output_qos(1)),
+            "instance_image": (Image, "~/instance_image", output_qos(1)),
             "labelled_cloud": (PointCloud2, "~/labelled_cloud", output_qos(1)),
             "processing_time": (ProcessingTime, "~/processing_time", output_qos()),
             "class_map": (ClassMap, "~/class_map", LATCHED_QOS),
@@ -369,8 +376,15 @@ class NodeRuntime:
         t0 = time.perf_counter()
         inst = result.instances
         pubs["instances"].publish(conversions.instances_to_msg(
-            inst, result.header, inst.n_points, pipeline.model_name))
-        pubs["markers"].publish(conversions.instances_to_markers(inst, result.header))
+            inst, result.header, inst.n_points, pipeline.model_name, result.track_ids))
+        pubs["detections"].publish(instances_to_detections(inst, result.header, result.track_ids))
+        pubs["markers"].publish(conversions.instances_to_markers(inst, result.header,
+                                                                 result.track_ids))
+        if result.raw_shape[0] > 1 and pubs["instance_image"].get_subscription_count() > 0:
+            # organized input (depth camera): ids per input pixel, in the input's frame
+            image = instance_image(inst.point_instance, result.point_sweep,
+                                   result.point_raw_index, *result.raw_shape)
+            pubs["instance_image"].publish(instance_image_msg(image, result.input_header))
         if (self.params.publish_labelled_cloud
                 and pubs["labelled_cloud"].get_subscription_count() > 0):
             t_enc = time.perf_counter()

@@ -354,9 +354,9 @@ def evaluate_bag(cfg: EvalConfig, segmenter: Any = None, model_name: str = "",
             inst = result.instances
             out.write_rclpy(OUTPUT_TOPICS["instances"][0], msg.log_time_ns,
                             conversions.instances_to_msg(inst, result.header, inst.n_points,
-                                                         pipeline.model_name))
+                                                         pipeline.model_name, result.track_ids))
             out.write_rclpy(OUTPUT_TOPICS["markers"][0], msg.log_time_ns,
-                            conversions.instances_to_markers(inst, result.header))
+                            conversions.instances_to_markers(inst, result.header, result.track_ids))
             if params.publish_labelled_cloud:
                 out.write_rclpy(OUTPUT_TOPICS["labelled_cloud"][0], msg.log_time_ns,
                                 conversions.labelled_cloud(inst, result.header, result.xyz, result.rgb))

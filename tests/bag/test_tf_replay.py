@@ -59,7 +59,7 @@ def _odometry_params(path: Path) -> Path:
 
 def _summary(msg: InstanceArray) -> tuple:
     return (msg.header.frame_id, msg.cloud_width * msg.cloud_height,
-            [(i.class_id, list(i.point_indices)) for i in msg.instances],
+            [(i.class_id, i.tracking_id, list(i.point_indices)) for i in msg.instances],
             np.array([[i.bbox_center.position.x, i.bbox_center.position.y,
                        i.bbox_center.position.z, i.bbox_size.x, i.bbox_size.y, i.bbox_size.z]
                       for i in msg.instances]).reshape(-1, 6))
