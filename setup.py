@@ -13,7 +13,7 @@ setup(
         "sphmask_core": ["configs/*.yaml", "pretrained/*.pt", "pretrained/*.yaml", "pretrained/*.md"],
         "training": ["configs/*.yaml"],
     },
-    install_requires=["torch", "numpy", "scipy", "tqdm", "pyyaml", "matplotlib", "pillow"],
+    install_requires=["torch", "numpy", "scipy", "tqdm", "pyyaml", "matplotlib", "pillow", "plyfile"],
     entry_points={
         "console_scripts": [
             "sphmask-train = training.train:main",
