@@ -15,7 +15,10 @@ to the model's classes by name (names from the bag's custom_data, else the synth
 
 Outputs under OUT_DIR: `output_bag/` (InstanceArray, MarkerArray and labelled cloud topics, each
 message stamped with its input cloud's stamp and written at its input's log time), `report.json`
-(metrics, per-frame latency percentiles, skipped frames and why) and `renders/frame_NNNNN.png`.
+(metrics, per-frame latency percentiles, skipped frames and why), `renders/frame_NNNNN.png` (top
+and perspective view of the published instances, ground truth beside them) and `report.html`
+(metrics table, precision/recall curves at IoU 0.5, latency per stage, instances over time, the
+renders: the page a person opens).
 """
 
 from __future__ import annotations
@@ -207,10 +210,39 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _render(path: Path, xyz: np.ndarray, inst: Any, title: str) -> Path:
-    from sphmask_core.render import render_instances, write_png
+def _render(path: Path, xyz: np.ndarray, inst: Any, gt_ids: np.ndarray | None, header: Any,
+            stamp_ns: int, score_threshold: float, title: str) -> Path:
+    from sphmask_core.render import render_instances
 
-    return write_png(path, render_instances(xyz, inst, title=title))
+    render_instances(path, xyz, inst, gt_ids=gt_ids, score_threshold=score_threshold,
+                     frame_id=str(getattr(header, "frame_id", "")), stamp_ns=stamp_ns, title=title)
+    return path
+
+
+def _write_html(out_dir: Path, data: dict, overall: ScanNetEvaluator) -> Path:
+    from sphmask_core.report import ReportData, write_report
+
+    rows = data["per_frame"]
+    stages: dict[str, list[float]] = {}
+    for row in rows:
+        for stage, ms in row["stages_ms"].items():
+            stages.setdefault(stage, []).append(ms)
+    stages["total"] = [row["latency_ms"] for row in rows]
+    t0 = rows[0]["stamp_ns"] if rows else 0
+    frames = data["frames"]
+    return write_report(out_dir, ReportData(
+        title=f"sphmask-bag eval: {Path(data['bag']).name} {data['topic']}",
+        metrics=data["metrics"],
+        pr_curves=overall.pr_curves(0.5) if data["metrics"] else {},
+        stages_ms=stages,
+        instances=[row["instances"] for row in rows],
+        times=[(row["stamp_ns"] - t0) * 1e-9 for row in rows],
+        time_label="seconds since the first frame (stamps)",
+        renders=data["renders"],
+        facts=[("bag", data["bag"]), ("model", data["model"]), ("device", data["device"]),
+               ("frames", f"{frames['processed']} processed, {frames['skipped']} skipped"),
+               ("score threshold", str(data["params"].get("score_threshold"))),
+               ("output bag", data["output_bag"])]))
 
 
 class _PoseFeed:
@@ -371,6 +403,7 @@ def evaluate_bag(cfg: EvalConfig, segmenter: Any = None, model_name: str = "",
             frame_gt = "instance_id" in extras and "semantic_id" in extras
             if not result.empty_reason:
                 has_gt = frame_gt if has_gt is None else (has_gt and frame_gt)
+            gt = None
             if frame_gt and inst.n_points == extras["instance_id"].shape[0]:
                 gt = gt_ids_for_model(extras["semantic_id"], extras["instance_id"], labels, class_names)
                 preds = pred_instances_from_masks(inst.masks, inst.class_ids, inst.scores, inst.n_points)
@@ -383,7 +416,8 @@ def evaluate_bag(cfg: EvalConfig, segmenter: Any = None, model_name: str = "",
             per_frame.append(row)
             if k in render_at:
                 path = out_dir / "renders" / f"frame_{k:05d}.png"
-                _render(path, result.xyz, inst, f"FRAME {k} {len(inst)} INST")
+                _render(path, result.xyz, inst, gt, result.header, frame.stamp_ns, params.score_threshold,
+                        f"frame {k}")
                 renders.append(str(path))
 
         try:
@@ -433,7 +467,9 @@ def evaluate_bag(cfg: EvalConfig, segmenter: Any = None, model_name: str = "",
         "warnings": list(bag.warnings),
         "interrupted": interrupted,
     })
+    data["report_html"] = str(out_dir / "report.html")
     (out_dir / "report.json").write_text(json.dumps(data, indent=2))
+    _write_html(out_dir, data, overall)
     if interrupted:
         raise KeyboardInterrupt
     return EvalReport(data, out_dir)
