@@ -6,19 +6,24 @@
 
 Arguments (empty = keep the value of the parameter file):
   config_file   parameter file (default: share/sphmask/config/sphmask.yaml)
-  namespace     namespace of the node (outputs become /<ns>/sphmask/instances, ...)
+  namespace     namespace of the node (outputs become /<ns>/sphmask/instances, ...); RViz's
+                topics are remapped to match
+  lifecycle     true: start sphmask_lifecycle_node instead (it configures and activates itself)
   input_topics  comma-separated PointCloud2 topics (overrides `input_topics`)
   checkpoint    checkpoint path (overrides `checkpoint`)
   device        auto | cpu | cuda | cuda:N (overrides `device`)
   use_sim_time  true when clouds come from a bag played with a /clock
   remappings    extra remaps "from:=to,from2:=to2" (e.g. /diagnostics:=/sphmask/diagnostics)
   use_rviz      also start rviz2 with share/sphmask/config/sphmask.rviz
+  rviz_fixed_frame  RViz's Fixed Frame; empty = the parameter file's fixed_frame, else the
+                rviz config's ("sensor")
   dds_profile   Fast DDS profile of the started processes (default:
                 share/sphmask/config/fastdds.xml, a shared-memory segment big enough for
                 multi-MB clouds); empty = keep the environment's FASTDDS_DEFAULT_PROFILES_FILE.
                 The camera / lidar driver publishing the clouds needs it too (README).
 """
 
+import yaml
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
@@ -50,6 +55,34 @@ def _remappings(text):
     return pairs
 
 
+# the node's output topics RViz shows (config/sphmask.rviz names them /sphmask/<topic>)
+_RVIZ_TOPICS = ("labelled_cloud", "markers", "instances", "detections", "instance_image")
+
+
+def _rviz_remappings(namespace):
+    ns = namespace.strip("/")
+    if not ns:
+        return []
+    return [(f"/sphmask/{t}", f"/{ns}/sphmask/{t}") for t in _RVIZ_TOPICS]
+
+
+def _file_fixed_frame(path):
+    """fixed_frame of the parameter file's sphmask section ('' when absent or unreadable:
+    the node reports a bad file itself)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError):
+        return ""
+    if not isinstance(doc, dict):
+        return ""
+    for key in ("/**", "sphmask", "/sphmask"):
+        section = doc.get(key)
+        if isinstance(section, dict) and isinstance(section.get("ros__parameters"), dict):
+            return str(section["ros__parameters"].get("fixed_frame", "") or "")
+    return ""
+
+
 def _setup(context):
     def arg(name):
         return LaunchConfiguration(name).perform(context)
@@ -62,10 +95,11 @@ def _setup(context):
         if arg(name):
             overrides[name] = arg(name)
     env = {"FASTDDS_DEFAULT_PROFILES_FILE": arg("dds_profile")} if arg("dds_profile") else {}
+    lifecycle = _as_bool("lifecycle", arg("lifecycle"))
     actions = [
         Node(
             package="sphmask",
-            executable="sphmask_node",
+            executable="sphmask_lifecycle_node" if lifecycle else "sphmask_node",
             name="sphmask",
             namespace=arg("namespace"),
             parameters=[arg("config_file"), overrides],
@@ -76,12 +110,15 @@ def _setup(context):
         )
     ]
     if _as_bool("use_rviz", arg("use_rviz")):
+        fixed = arg("rviz_fixed_frame") or _file_fixed_frame(arg("config_file"))
+        rviz_args = ["-d", arg("rviz_config")] + (["-f", fixed] if fixed else [])
         actions.append(
             Node(
                 package="rviz2",
                 executable="rviz2",
                 name="sphmask_rviz",
-                arguments=["-d", arg("rviz_config")],
+                arguments=rviz_args,
+                remappings=_rviz_remappings(arg("namespace")),
                 output="screen",
                 additional_env=env,
             )
@@ -107,7 +144,14 @@ def generate_launch_description():
         DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock"),
         DeclareLaunchArgument(
             "remappings", default_value="", description="extra remaps: from:=to,from2:=to2"),
+        DeclareLaunchArgument(
+            "lifecycle", default_value="false",
+            description="start the lifecycle node (sphmask_lifecycle_node) instead"),
         DeclareLaunchArgument("use_rviz", default_value="false", description="start rviz2"),
+        DeclareLaunchArgument(
+            "rviz_fixed_frame", default_value="",
+            description="RViz Fixed Frame; empty = the parameter file's fixed_frame, else "
+                        "the rviz config's"),
         DeclareLaunchArgument(
             "rviz_config", default_value=PathJoinSubstitution([share, "config", "sphmask.rviz"]),
             description="RViz configuration"),

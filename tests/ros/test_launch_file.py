@@ -194,3 +194,35 @@ def test_rviz_config_shows_the_node_outputs():
     assert all(d["Topic"]["Reliability Policy"] == "Reliable" for d in clouds + [markers])
     # the synthetic demo clouds are in "sensor"; the node's default fixed_frame "" keeps that frame
     assert manager["Global Options"]["Fixed Frame"] == "sensor"
+    # the instance-coloured cloud is what a user sees first
+    shown = [c["Color Transformer"] for c in clouds if c["Enabled"] and c["Value"]]
+    assert shown == ["Intensity"]
+
+
+def test_lifecycle_starts_the_lifecycle_executable(launch_file):
+    (node,) = _run(launch_file, lifecycle="true")[1]
+    assert (node["executable"], node["name"]) == ("sphmask_lifecycle_node", "sphmask")
+    with pytest.raises(ValueError, match="lifecycle"):
+        _run(launch_file, lifecycle="perhaps")
+
+
+def test_namespace_remaps_rviz_topics_to_the_node(launch_file):
+    node, rviz = _run(launch_file, namespace="/robot1/perception", use_rviz="true")[1]
+    remaps = dict(rviz["remappings"])
+    rv = yaml.safe_load((ROOT / "config" / "sphmask.rviz").read_text())
+    topics = {d["Topic"]["Value"] for d in rv["Visualization Manager"]["Displays"] if "Topic" in d}
+    # every topic the RViz config shows is remapped to where the namespaced node publishes it
+    assert {remaps[t] for t in topics} == {t.replace("/sphmask/", "/robot1/perception/sphmask/")
+                                           for t in topics}
+    assert _run(launch_file, use_rviz="true")[1][1]["remappings"] == []
+
+
+def test_rviz_fixed_frame(launch_file, tmp_path):
+    _, rviz = _run(launch_file, use_rviz="true", rviz_fixed_frame="odom")[1]
+    assert rviz["arguments"][-2:] == ["-f", "odom"]
+    params = tmp_path / "p.yaml"
+    params.write_text("/**:\n  ros__parameters:\n    fixed_frame: map\n")
+    _, rviz = _run(launch_file, use_rviz="true", config_file=str(params))[1]
+    assert rviz["arguments"][-2:] == ["-f", "map"]  # the node's fixed frame by default
+    _, rviz = _run(launch_file, use_rviz="true", config_file=str(params), rviz_fixed_frame="base")[1]
+    assert rviz["arguments"][-2:] == ["-f", "base"]
