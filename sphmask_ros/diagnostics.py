@@ -77,6 +77,8 @@ class StatsSnapshot:
     last_error: str = ""
     last_frame_failed: bool = False
     topics: dict[str, TopicStats] = field(default_factory=dict)
+    last_mask_overlap: float | None = None  # largest IoU between two masks published together
+    max_mask_overlap: float = 0.0
 
 
 @dataclass
@@ -94,6 +96,8 @@ class RuntimeStats:
     _last_failed: bool = False
     _topics: dict[str, TopicStats] = field(default_factory=dict)
     _n_latency: int = 0
+    _mask_overlap: float | None = None
+    _max_mask_overlap: float = 0.0
 
     def count(self, name: str, n: int = 1) -> None:
         if name not in COUNTERS:
@@ -137,11 +141,15 @@ class RuntimeStats:
             stats.points_colour_cleared += int(colour_cleared)
 
     def record_frame(self, stages_ms: Mapping[str, float], total_ms: float,
-                     latency_ms: float | None) -> None:
+                     latency_ms: float | None, mask_overlap: float | None = None) -> None:
         """A frame was published: remember its timings. `latency_ms` None: the stamp gave no
-        plausible latency (counted as stamp_invalid, latency figures unchanged)."""
+        plausible latency (counted as stamp_invalid, latency figures unchanged). `mask_overlap`:
+        the largest IoU between two of its published masks (duplicates that survived NMS)."""
         with self._lock:
             self._counters["processed"] += 1
+            if mask_overlap is not None:
+                self._mask_overlap = float(mask_overlap)
+                self._max_mask_overlap = max(self._max_mask_overlap, float(mask_overlap))
             self._stages_ms = dict(stages_ms)
             self._total_ms = float(total_ms)
             self._last_failed = False
@@ -173,6 +181,8 @@ class RuntimeStats:
                 mean_latency_ms=self._sum_latency_ms / n if n else None,
                 last_error=self._last_error,
                 last_frame_failed=self._last_failed,
+                last_mask_overlap=self._mask_overlap,
+                max_mask_overlap=self._max_mask_overlap,
                 topics={k: replace(v, points_dropped=dict(v.points_dropped))
                         for k, v in self._topics.items()},
             )
@@ -257,6 +267,8 @@ def diagnostic_array(
         KeyValue(key="max_latency_ms", value=_fmt(snap.max_latency_ms)),
         KeyValue(key="mean_latency_ms", value=_fmt(snap.mean_latency_ms)),
         KeyValue(key="processing_ms", value=_fmt(snap.last_total_ms)),
+        KeyValue(key="published_mask_overlap_iou", value=_fmt(snap.last_mask_overlap)),
+        KeyValue(key="max_published_mask_overlap_iou", value=_fmt(snap.max_mask_overlap)),
         KeyValue(key="dropped_frames", value=str(snap.dropped)),
     ]
     values += [KeyValue(key=f"frames_{k}", value=str(v)) for k, v in snap.counters.items()]

@@ -39,6 +39,7 @@ from vision_msgs.msg import Detection3DArray
 from visualization_msgs.msg import MarkerArray
 
 from sphmask.msg import ClassMap, InstanceArray, ProcessingTime
+from sphmask_core.inference.nms import max_overlap
 from sphmask_ros import conversions
 from sphmask_ros.diagnostics import (
     RuntimeStats,
@@ -395,7 +396,7 @@ class NodeRuntime:
         stages_ms = {k: v * 1e3 for k, v in stages.items()}
         total_ms = sum(stages_ms.values())
         latency_ms = self._latency_ms(result.stamp_ns, topic)
-        self.stats.record_frame(stages_ms, total_ms, latency_ms)
+        self.stats.record_frame(stages_ms, total_ms, latency_ms, mask_overlap=max_overlap(inst.masks))
         timing = ProcessingTime()
         timing.header = result.header
         timing.stage_names = list(stages_ms)
