@@ -305,6 +305,55 @@ def test_mask_tower_reproduces_their_conv_blocks(converted, theirs, cfg):
         torch.testing.assert_close(tower(x), expected, rtol=1e-5, atol=1e-5)
 
 
+def test_pointwise_heads_reproduce_their_mlps(converted, theirs, cfg):
+    from sphmask_core.model.pointwise_heads import PointwiseHeads
+
+    heads = PointwiseHeads(CHANNELS, N_SEM, cfg.backbone.bn_eps)
+    heads.load_state_dict({k[len("pointwise_heads."):]: v for k, v in converted.state.items()
+                           if k.startswith("pointwise_heads.")})
+    heads.eval()
+    x = torch.randn(50, CHANNELS)
+    with torch.no_grad():
+        out = heads(x)
+        for name, ours in (("semantic_linear", out["semantic"]), ("offset_vertices_linear", out["corner_offset"])):
+            w = {k[len(name) + 1:]: v for k, v in theirs.items() if k.startswith(name + ".")}
+            # blocks.MLP with norm_fn = BatchNorm1d(eps=1e-4, momentum=0.1)
+            ref = nn.Sequential(nn.Linear(32, 32), nn.BatchNorm1d(32, eps=1e-4), nn.ReLU(), nn.Linear(32, w["3.bias"].numel()))
+            ref.load_state_dict(w)
+            torch.testing.assert_close(ours, ref.eval()(x), rtol=1e-5, atol=1e-5)
+
+
+def _their_dynamic_conv(kernels, q_xyz, q_boxes, u_xyz, u_boxes, u_feats, mask_dim=MASK_DIM):
+    """parse_dynamic_params + mask_heads_forward (2 layers): [rel. coords, |box-size diff|, feats]."""
+    m, k = mask_dim, kernels.shape[0]
+    w0, w1, b0, _b1 = torch.split(kernels, [(m + 6) * m, m, m, 1], dim=1)
+    w0, w1 = w0.reshape(k, m + 6, m), w1.reshape(k, m, 1)
+    x = u_feats.t()[None].repeat(k, 1, 1)  # (K, C, U)
+    rel = (q_xyz[:, None, :] - u_xyz[None]).permute(0, 2, 1)
+    qd, ud = q_boxes[:, 3:] - q_boxes[:, :3], u_boxes[:, 3:] - u_boxes[:, :3]
+    size = (qd[:, None, :] - ud[None]).abs().permute(0, 2, 1)
+    x = torch.cat([rel, size, x], 1)  # (K, 38, U)
+    x = torch.relu(torch.einsum("qab,qan->qbn", w0, x) + b0[:, :, None])
+    return torch.einsum("qab,qan->qbn", w1, x)[:, 0]  # last bias not applied
+
+
+def test_dynamic_convolution_matches_their_kernel_layout():
+    from sphmask_core.model.migration import dynamic_conv, dynamic_conv_blocked
+
+    g = torch.Generator().manual_seed(3)
+    k, u = 9, 70
+    kernels = torch.randn(k, 1281, generator=g) * 0.3
+    q_xyz, u_xyz = torch.randn(k, 3, generator=g), torch.randn(u, 3, generator=g)
+    q_min, u_min = torch.randn(k, 3, generator=g), torch.randn(u, 3, generator=g)
+    q_boxes = torch.cat([q_min, q_min + torch.rand(k, 3, generator=g)], 1)
+    u_boxes = torch.cat([u_min, u_min + torch.rand(u, 3, generator=g)], 1)
+    feats = torch.randn(u, MASK_DIM, generator=g)
+    ref = _their_dynamic_conv(kernels, q_xyz, q_boxes, u_xyz, u_boxes, feats)
+    q_sizes, u_sizes = q_boxes[:, 3:] - q_boxes[:, :3], u_boxes[:, 3:] - u_boxes[:, :3]
+    for fn in (dynamic_conv, dynamic_conv_blocked):
+        torch.testing.assert_close(fn(kernels, q_xyz, q_sizes, u_xyz, u_sizes, feats), ref, rtol=1e-4, atol=1e-4)
+
+
 # ------------------------------------------------------------------------------ refusals
 
 
