@@ -6,6 +6,14 @@ model takes, with the same colour rule as live PointCloud2 messages (`colour.py`
 
 Kept as our own reader rather than a PyPI one: it is vectorised except for the LZF block
 decoder, reads every DATA format and padding fields, and needs no extra dependency.
+Compared with pypcd4 1.5.1 on the three real Kinect frames of ../shared/data/pcl_grabber_frames
+(640x480, binary_compressed; bench/bench_pcd_readers.py, one core, median of 5): both give the same
+records bit for bit, pypcd4 reads a frame in 49-70 ms against our 1650-2250 ms (its LZF decoder is
+C, ours Python). It is not as complete: it accepts a binary file shorter than WIDTH x HEIGHT and
+returns the points that are there (1 of 3, silently; we refuse it naming the byte counts), rejects
+files without the optional COUNT line (PCL defaults it to 1; we do too), splits COUNT > 1 fields
+into `name__0000`... columns and names padding fields with random strings, and pulls in pydantic.
+So ours stays; the LZF loop is the one place to speed up.
 """
 
 from __future__ import annotations
