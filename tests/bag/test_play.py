@@ -42,13 +42,19 @@ def test_play_delivers_every_message_in_order(synthetic_bags, fresh_ros_domain):
 
     node.create_subscription(PointCloud2, "/points", on("/points"), qos)
     node.create_subscription(Odometry, "/odom", on("/odom"), qos)
+    from tf2_msgs.msg import TFMessage
+
+    from sphmask_ros.tf_buffer import TF_STATIC_QOS
+
+    statics: list = []
+    node.create_subscription(TFMessage, "/tf_static", statics.append, TF_STATIC_QOS)
     result: dict = {}
     player = threading.Thread(target=lambda: result.setdefault("stats", play_bag(
         bag, PlayConfig(rate=4.0, wait_subscribers_s=20.0), log=lambda s: None)))
     try:
         player.start()
         deadline = time.monotonic() + 40.0
-        while time.monotonic() < deadline and (player.is_alive() or any(
+        while time.monotonic() < deadline and (player.is_alive() or not statics or any(
                 len(got[t]) < len(expected[t]) for t in got)):
             executor.spin_once(timeout_sec=0.05)
         player.join(timeout=10.0)
@@ -59,6 +65,7 @@ def test_play_delivers_every_message_in_order(synthetic_bags, fresh_ros_domain):
     assert got == expected
     assert result["stats"].skipped_topics == []  # tf2_msgs: the real one or our stand-in
     assert result["stats"].per_topic["/tf_static"] == 1
+    assert [t.child_frame_id for t in statics[0].transforms] == ["sensor"]
     first = next(BagReader(bag).messages(["/points"]))
     assert bytes(clouds[0].data) == bytes(to_rclpy(first).data)
 
