@@ -73,7 +73,8 @@ def build_segmenter(config: str, checkpoint: str | None, device: str) -> Segment
     if checkpoint:
         return Segmenter.from_checkpoint(checkpoint, device=device)
     cfg = apply_overrides(
-        load_model_config(config), {"test.filter_bg_thresh": 0.0, "test.npoint_thresh": 0, "test.min_points": 1}
+        load_model_config(config),
+        {"test.filter_bg_thresh": 0.0, "test.npoint_thresh": 0, "test.min_points": 1, "test.score_threshold": 0.0},
     )
     torch.manual_seed(0)
     return Segmenter(SphericalMask(cfg), cfg, device=device)

@@ -102,15 +102,33 @@ def superpoint_refine(point_masks: Tensor, superpoint: Tensor) -> Tensor:
     return keep_sp[:, superpoint]
 
 
-def mask_boxes(point_masks: Tensor, xyz: Tensor) -> tuple[Tensor, Tensor]:
-    """Min and max corner (K, 3) of the points of each mask (K, N) over xyz (N, 3); empty: +inf / -inf."""
-    k = point_masks.shape[0]
-    row, col = torch.nonzero(point_masks, as_tuple=True)  # (P,)
-    pts = xyz[col]  # (P, 3)
-    idx = row[:, None].expand(-1, 3)
+def mask_boxes(rows: Tensor, pids: Tensor, xyz: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """Min and max corner (k, 3) of the points `pids` (P,) of each row `rows` (P,) over xyz (N, 3)."""
+    pts = xyz[pids]  # (P, 3)
+    idx = rows[:, None].expand(-1, 3)
     lo = xyz.new_full((k, 3), float("inf")).scatter_reduce_(0, idx, pts, reduce="amin")
     hi = xyz.new_full((k, 3), float("-inf")).scatter_reduce_(0, idx, pts, reduce="amax")
     return lo, hi
+
+
+def _voxel_mask_points(voxel_masks: Tensor, point_to_voxel: Tensor) -> tuple[Tensor, Tensor]:
+    """(row, point) pairs of the point masks voxel_masks[:, point_to_voxel], points ascending per row.
+
+    voxel_masks: (K, V) bool; point_to_voxel: (N,). Same pairs as nonzero of the (K, N) gather.
+    """
+    n_vox = voxel_masks.shape[1]
+    count = torch.bincount(point_to_voxel, minlength=n_vox)  # (V,)
+    start = torch.cumsum(count, 0) - count  # (V,)
+    by_voxel = torch.argsort(point_to_voxel, stable=True)  # (N,) points grouped by voxel
+    mrow, mvox = torch.nonzero(voxel_masks, as_tuple=True)  # (M,)
+    per = count[mvox]  # (M,)
+    pair = torch.repeat_interleave(torch.arange(mvox.numel(), device=mvox.device), per)  # (P,)
+    first = torch.cumsum(per, 0) - per  # (M,)
+    pos = start[mvox][pair] + torch.arange(pair.numel(), device=pair.device) - first[pair]  # (P,)
+    rows, pids = mrow[pair], by_voxel[pos]
+    key = rows * max(point_to_voxel.numel(), 1) + pids
+    order = torch.argsort(key)
+    return rows[order], pids[order]
 
 
 def _sync(device: torch.device) -> None:
@@ -127,12 +145,15 @@ def postprocess(
     n_phi: int,
     superpoint: Tensor | None = None,
     centers_to_input: np.ndarray | None = None,
+    reference: bool = False,
 ) -> Instances:
     """SPEC 4 steps 3, 5-9 on one scene's raw predictions -> Instances (timings left empty).
 
     xyz (N, 3): the scene's points in the frame the instances are reported in (used for boxes);
     superpoint (N,) enables superpoint refinement when `test_cfg.superpoint_refinement`;
     centers_to_input (3, 3) maps predicted centres back to that frame (undoes a test rotation).
+    reference=True builds the (K', N) point masks even without superpoint refinement (the
+    original path; same result, kept to test against).
     """
     n_points = pred.point_to_voxel.shape[0]
     n_cls = len(class_names)
@@ -179,21 +200,34 @@ def postprocess(
         dup = suppress_duplicates(voxel_masks, c_idx, new_scores, test_cfg.duplicate_iou)
         voxel_masks, q_idx, c_idx, new_scores = voxel_masks[dup], q_idx[dup], c_idx[dup], new_scores[dup]
 
-    point_masks = voxel_masks[:, pred.point_to_voxel]  # (K', N)
-    if superpoint is not None and test_cfg.superpoint_refinement:
-        point_masks = superpoint_refine(point_masks, superpoint.to(point_masks.device))
-    n_in = point_masks.sum(dim=1)  # (K',)
+    refine = superpoint is not None and test_cfg.superpoint_refinement
+    if refine or reference:
+        point_masks = voxel_masks[:, pred.point_to_voxel]  # (K', N)
+        if refine:
+            point_masks = superpoint_refine(point_masks, superpoint.to(point_masks.device))
+        rows, pids = torch.nonzero(point_masks, as_tuple=True)  # (P,) row-major: points ascending
+    else:
+        # without refinement a point is in a mask iff its voxel is: expand voxels to their points
+        # (cost ~ the masks' size, not K' x N)
+        rows, pids = _voxel_mask_points(voxel_masks, pred.point_to_voxel)
+    n_in = torch.bincount(rows, minlength=voxel_masks.shape[0])  # (K',)
     ok = (n_in >= max(test_cfg.min_points, 1)).nonzero(as_tuple=True)[0]
     if ok.numel() == 0:
         return empty
-    point_masks, q_idx, c_idx, new_scores = point_masks[ok], q_idx[ok], c_idx[ok], new_scores[ok]
+    q_idx, c_idx, new_scores = q_idx[ok], c_idx[ok], new_scores[ok]
     order = torch.argsort(new_scores, descending=True, stable=True)
-    point_masks, q_idx, c_idx, new_scores = point_masks[order], q_idx[order], c_idx[order], new_scores[order]
+    q_idx, c_idx, new_scores = q_idx[order], c_idx[order], new_scores[order]
+    final_row = torch.full_like(n_in, -1)
+    final_row[ok[order]] = torch.arange(ok.numel(), device=ok.device)
+    rows = final_row[rows]
+    kept = rows >= 0
+    rows, pids = rows[kept], pids[kept]
+    by_row = torch.argsort(rows, stable=True)  # points stay ascending within a row
+    rows, pids = rows[by_row], pids[by_row]
 
-    lo, hi = mask_boxes(point_masks, xyz.to(point_masks.device))
-
-    masks_np = point_masks.cpu().numpy()
-    masks = [np.flatnonzero(m).astype(np.int64) for m in masks_np]
+    lo, hi = mask_boxes(rows, pids, xyz.to(rows.device), ok.numel())
+    sizes = torch.bincount(rows, minlength=ok.numel()).tolist()
+    masks = [m.astype(np.int64) for m in np.split(pids.cpu().numpy(), np.cumsum(sizes)[:-1])]
     scores_np = new_scores.float().cpu().numpy().astype(np.float32)
     centers = pred.centers[q_idx].float().cpu().numpy()
     if centers_to_input is not None:
@@ -328,6 +362,7 @@ class Segmenter:
                 hcfg.n_phi,
                 superpoint=batch.superpoint,
                 centers_to_input=back,
+                reference=self.reference,
             )
             _sync(self.device)
         timings = dict(pred.timings)

@@ -89,10 +89,24 @@ def test_scatter_boxes_equal_dense_min_max():
     masks = torch.rand(6, 500, generator=g) < 0.3
     masks[2] = False
     xyz = torch.randn(500, 3, generator=g)
-    lo, hi = mask_boxes(masks, xyz)
+    rows, pids = torch.nonzero(masks, as_tuple=True)
+    lo, hi = mask_boxes(rows, pids, xyz, 6)
     inf = torch.full_like(xyz, float("inf"))
     assert torch.equal(lo, torch.where(masks[:, :, None], xyz[None], inf[None]).amin(1))
     assert torch.equal(hi, torch.where(masks[:, :, None], xyz[None], -inf[None]).amax(1))
+
+
+def test_voxel_mask_points_equal_point_mask_gather():
+    from sphmask_core.inference.segmenter import _voxel_mask_points
+
+    g = torch.Generator().manual_seed(2)
+    voxel_masks = torch.rand(5, 40, generator=g) < 0.4
+    voxel_masks[1] = False
+    p2v = torch.randint(0, 40, (700,), generator=g)
+    p2v[p2v == 7] = 8  # a voxel without points
+    rows, pids = _voxel_mask_points(voxel_masks, p2v)
+    ref_rows, ref_pids = torch.nonzero(voxel_masks[:, p2v], as_tuple=True)
+    assert torch.equal(rows, ref_rows) and torch.equal(pids, ref_pids)
 
 
 def test_candidates_none_when_nothing_is_foreground():
@@ -127,7 +141,8 @@ def _compare(seg: Segmenter, seeds_sizes) -> int:
 def test_fast_inference_equals_reference_random_weights():
     torch.manual_seed(0)
     cfg = apply_overrides(
-        load_model_config("small"), {"test.filter_bg_thresh": 0.0, "test.npoint_thresh": 0, "test.min_points": 1}
+        load_model_config("small"),
+        {"test.filter_bg_thresh": 0.0, "test.npoint_thresh": 0, "test.min_points": 1, "test.score_threshold": 0.0},
     )
     seg = Segmenter(SphericalMask(cfg), cfg, device="cpu")
     assert _compare(seg, [(0, 3000), (1, 8000), (2, 15000)]) > 0
