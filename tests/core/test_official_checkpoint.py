@@ -405,7 +405,9 @@ def test_files_that_are_not_checkpoints_are_refused_in_one_line(tmp_path, capsys
 
 
 def test_isbnet_given_as_official_and_reverse_are_refused(tmp_path, capsys):
-    isbnet = {"net": _Authors().build(spherical=False, dyco_layers=3), "epoch": 1}
+    # detection precedes every other check: a few of ISBNet's tensors are enough
+    isbnet = {"net": {"input_conv.0.weight": torch.zeros(32, 3, 3, 3, 6),
+                      "inst_sem_head.layers.6.bias": torch.zeros(N_INST + 1)}, "epoch": 1}
     rc, err, out = _run(tmp_path, capsys, "official", isbnet)
     assert rc == 2 and len(err) == 1 and "ISBNet checkpoint" in err[0] and "sphmask-convert isbnet" in err[0]
     assert not out.exists()
