@@ -57,8 +57,8 @@ class TopicStats:
 
     received: int = 0  # clouds that reached the callback
     lost: int = 0  # clouds DDS reported lost (never arrived whole)
-    published: int = 0  # clouds the publisher sent, from its sequence numbers (>= received)
-    last_seq: int | None = None  # publication sequence number of the last cloud received
+    published: int = 0  # clouds the publishers sent, from their sequence numbers (>= received)
+    last_seq: dict[bytes, int] = field(default_factory=dict)  # per publisher gid (at most 16)
     points_dropped: dict[str, int] = field(default_factory=dict)  # by reason
     points_colour_cleared: int = 0
 
@@ -109,20 +109,24 @@ class RuntimeStats:
         return self._topics.setdefault(topic, TopicStats())
 
     def record_received(self, topic: str, seq: int | None = None,
-                        single_publisher: bool = False) -> None:
-        """A cloud reached the callback of `topic`; `seq` is its publication sequence number.
-        Gaps in the sequence count as published-but-not-received, as long as the topic has a
-        single publisher (several publishers' numbers interleave)."""
+                        publisher: bytes | None = None) -> None:
+        """A cloud reached the callback of `topic`; `seq` is its publication sequence number
+        from the publisher with gid `publisher`. Gaps in one publisher's sequence count as
+        published-but-not-received."""
         with self._lock:
             self._counters["received"] += 1
             stats = self._topic(topic)
             stats.received += 1
-            last = stats.last_seq
-            if seq is not None and single_publisher and last is not None and seq > last:
+            last = stats.last_seq.get(publisher) if publisher is not None else None
+            if seq is not None and last is not None and seq > last:
                 stats.published += seq - last
             else:
                 stats.published += 1
-            stats.last_seq = seq
+            if seq is not None and publisher is not None:
+                stats.last_seq.pop(publisher, None)
+                stats.last_seq[publisher] = seq  # newest last: the oldest publisher goes first
+                while len(stats.last_seq) > 16:
+                    del stats.last_seq[next(iter(stats.last_seq))]
 
     def record_lost(self, topic: str, total_lost: int) -> None:
         """DDS's running count of clouds lost on `topic` (message_lost event)."""
@@ -183,7 +187,8 @@ class RuntimeStats:
                 last_frame_failed=self._last_failed,
                 last_mask_overlap=self._mask_overlap,
                 max_mask_overlap=self._max_mask_overlap,
-                topics={k: replace(v, points_dropped=dict(v.points_dropped))
+                topics={k: replace(v, points_dropped=dict(v.points_dropped),
+                                   last_seq=dict(v.last_seq))
                         for k, v in self._topics.items()},
             )
 

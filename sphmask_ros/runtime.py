@@ -220,8 +220,10 @@ class NodeRuntime:
 
         for topic in self.params.input_topics:
             name = self.node.resolve_topic_name(topic)  # diagnostics name topics in full
+            on_cloud = self._make_cloud_callback(name)
             sub = self.node.create_subscription(
-                PointCloud2, topic, self._make_cloud_callback(name), input_qos(self.params),
+                PointCloud2, topic, lambda msg, info, cb=on_cloud: cb(msg, info),  # with info
+                input_qos(self.params),
                 event_callbacks=SubscriptionEventCallbacks(incompatible_qos=incompatible(name),
                                                            message_lost=lost(name)))
             self._subs.append(sub)
@@ -293,9 +295,12 @@ class NodeRuntime:
                                              throttle_duration_sec=THROTTLE_S)
         return call
 
-    def _make_cloud_callback(self, topic: str) -> Callable[[PointCloud2], None]:
-        def on_cloud(msg: PointCloud2) -> None:
-            self.stats.record_received(topic)
+    def _make_cloud_callback(self, topic: str) -> Callable[..., None]:
+        """`callback(msg, info=None)`; `info` is rclpy's MessageInfo (publication sequence)."""
+        def on_cloud(msg: PointCloud2, info: dict | None = None) -> None:
+            seq = info.get("publication_sequence_number") if info else None
+            gid = (info.get("publisher_gid") or {}).get("data") if info else None
+            self.stats.record_received(topic, seq, gid)
             try:
                 frame = decode_frame(msg, topic, _now_ns(self.node))
             except CloudError as exc:

@@ -2,7 +2,9 @@
 
     python tests/ros/cloud_publisher.py TOPIC HEIGHT WIDTH COUNT RATE_HZ
 
-Waits (at most 20 s) for a subscriber, publishes COUNT clouds of HEIGHT x WIDTH points
+Waits (at most 20 s) for a subscriber, prints "READY", waits for a line on stdin (the test
+sends it once the subscriber has matched this publisher too: best-effort samples sent before
+both sides matched are dropped by design), publishes COUNT clouds of HEIGHT x WIDTH points
 (x y z rgb float32, 16 bytes a point; 480 x 640 = 4.9 MB) at RATE_HZ with sensor QoS (best
 effort, depth 1), stamp sec = 1..COUNT, and prints one JSON line {"sent": n, "bytes": b}.
 """
@@ -37,7 +39,8 @@ def main(topic: str, height: int, width: int, count: int, rate: float) -> int:
     deadline = time.monotonic() + 20.0
     while pub.get_subscription_count() < 1 and time.monotonic() < deadline:
         time.sleep(0.05)
-    time.sleep(0.5)  # the subscriber's shared-memory port is set up just after matching
+    print("READY", flush=True)
+    sys.stdin.readline()
     t0 = time.monotonic()
     for i in range(count):
         msg.header.stamp.sec = i + 1

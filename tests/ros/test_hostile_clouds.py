@@ -237,12 +237,14 @@ def test_publication_sequence_gaps_count_as_published_not_received():
     window = TransportWindow()
     window.update(0.0, {})
     for seq in (1, 2, 10, 11):
-        stats.record_received("/lidar", seq, single_publisher=True)
-    for seq in (1, 7, 2):  # two publishers: their numbers interleave, gaps mean nothing
-        stats.record_received("/two", seq, single_publisher=False)
+        stats.record_received("/lidar", seq, b"gid-a")
+    for seq, gid in ((1, b"a"), (7, b"b"), (2, b"a"), (9, b"b")):  # two interleaved publishers
+        stats.record_received("/two", seq, gid)
+    stats.record_received("/none", None, None)  # no message info (direct call): counted once
     topics = stats.snapshot(0).topics
     assert (topics["/lidar"].published, topics["/lidar"].received) == (11, 4)
-    assert (topics["/two"].published, topics["/two"].received) == (3, 3)
+    assert (topics["/two"].published, topics["/two"].received) == (5, 4)  # b skipped 8
+    assert (topics["/none"].published, topics["/none"].received) == (1, 1)
     rates = window.update(1.0, topics)
     assert rates["/lidar"].missed == 7 and rates["/lidar"].lost == 0
     assert rates["/lidar"].published_hz == pytest.approx(11.0)
