@@ -12,6 +12,7 @@ test:
 
 msgs:
 	scripts/build_msgs.sh
+	scripts/build_fallback_msgs.sh
 
 bench: setup
 	. scripts/ros_env.sh && for b in bench/bench_*.py; do .venv/bin/python $$b || exit 1; done

@@ -88,3 +88,27 @@ def test_time_jumping_back_resets_dynamic_samples():
     assert buf.lookup("map", "lidar", 10 * S) is None  # the old samples are gone
     np.testing.assert_allclose(buf.lookup_or_raise("map", "lidar", S // 10).translation, [5.0, 0.0, 1.0])
     assert buf.lookup_or_raise("base_link", "lidar", 0).translation[2] == 1.0  # static kept
+
+
+def test_real_tf2_is_preferred_when_importable(monkeypatch):
+    """Where tf2_ros imports, its Buffer and TransformListener serve the node, not ours."""
+    import types
+
+    import sphmask_ros.tf_buffer as tf_buffer
+    import sphmask_ros.transforms as transforms
+
+    made = []
+    fake = types.SimpleNamespace(
+        Buffer=lambda: "buffer",
+        TransformListener=lambda buffer, node: made.append((buffer, node)) or "listener",
+        LookupException=LookupError, ConnectivityException=LookupError,
+        ExtrapolationException=LookupError)
+    monkeypatch.setattr(transforms, "tf2_ros", fake)
+    monkeypatch.setattr(transforms, "TF2_AVAILABLE", True)
+    monkeypatch.setattr(tf_buffer, "TF2_AVAILABLE", True)
+    node = object()
+    source = tf_buffer.make_tf_source(node)
+    assert isinstance(source, transforms.Tf2BufferSource) and source.buffer == "buffer"
+    assert made == [("buffer", node)] and source.listener == "listener"
+    monkeypatch.setattr(tf_buffer, "TF2_AVAILABLE", False)
+    assert isinstance(tf_buffer.make_tf_source(None), TfBuffer)
