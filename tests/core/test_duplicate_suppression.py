@@ -60,3 +60,25 @@ def test_config_switch_validated() -> None:
     assert TestConfig().duplicate_iou == 0.0  # off: the released model's post-processing
     with pytest.raises(ValueError, match="duplicate_iou"):
         TestConfig(duplicate_iou=1.5)
+
+
+def test_segmenter_applies_the_switch(monkeypatch) -> None:
+    from sphmask_core.config import apply_overrides
+    from sphmask_core.data.synthetic import SyntheticConfig, generate_scene
+    from sphmask_core.inference import segmenter as segmenter_module
+    from sphmask_core.inference.segmenter import Segmenter
+
+    # the shipped model with every instance kept: matrix NMS leaves same-class duplicates
+    base = Segmenter.from_checkpoint(None, device="cpu")
+    model, cfg = base.model, apply_overrides(base.cfg, {"test.score_threshold": 0.0})
+    scene = generate_scene(7, SyntheticConfig(target_points_range=(5000, 5000), n_objects_range=(3, 4)))
+    calls = []
+    real = segmenter_module.suppress_duplicates
+    monkeypatch.setattr(segmenter_module, "suppress_duplicates",
+                        lambda *a, **k: calls.append(a[3]) or real(*a, **k))
+    plain = Segmenter(model, cfg, device="cpu")(scene.xyz, scene.rgb)
+    assert calls == []  # off by default
+    on = Segmenter(model, apply_overrides(cfg, {"test.duplicate_iou": 0.5}), device="cpu")(scene.xyz, scene.rgb)
+    assert calls == [0.5]
+    assert 0 < len(on) < len(plain)
+    assert set(on.scores.tolist()) <= set(plain.scores.tolist())  # only removals, scores untouched

@@ -1,0 +1,8 @@
+"""Renders show what the node publishes: the renderer's default threshold is the node's."""
+
+from sphmask_core.render import PUBLISH_THRESHOLD
+from sphmask_ros.params import NodeParams
+
+
+def test_render_default_is_the_node_score_threshold() -> None:
+    assert NodeParams().score_threshold == PUBLISH_THRESHOLD
