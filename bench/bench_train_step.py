@@ -1,13 +1,13 @@
-"""Training-step time (forward + backward) of the model, fast vs reference path, on synthetic rooms.
+"""Training-step time (forward, backward) of the model on synthetic rooms, split by stage.
 
     python bench/bench_train_step.py                        # shipped small model, batch 2, 20k points
     python bench/bench_train_step.py --batch 4 --points 50000 --repeats 5
     python bench/bench_train_step.py --random --config full_scannet
 
-"ref" is the original training path (dynamic convolution of every query with the reference
-kernels), "new" the default one (only the matched queries, which are all the losses read; the
-losses and gradients agree to float rounding, tests/core/test_fast_paths.py). Both paths are
-timed interleaved, step by step, in the same process; the table prints medians and ref / new.
+Prints the median step and, from the torch profiler of one extra step, the share of the sparse
+convolutions (forward and backward) and of the dynamic convolution. The step is dominated by the
+sparse U-Net: computing masks only for matched queries (all the losses read) changes the dynamic
+convolution's part, a few percent of the step, and was therefore not kept.
 Weights: the shipped checkpoint (a fine-tuning step), or --random with the foreground threshold
 opened so the query stage runs. One thread unless --threads says otherwise.
 """
@@ -25,9 +25,6 @@ from sphmask_core.data.collate import collate
 from sphmask_core.data.synthetic import SyntheticConfig, generate_scene
 from sphmask_core.model.spherical_mask import SphericalMask
 
-PATHS = ("ref", "new")
-
-
 def build_model(config: str, random: bool) -> SphericalMask:
     if random:
         cfg = apply_overrides(load_model_config(config), {"test.filter_bg_thresh": 0.0})
@@ -40,14 +37,30 @@ def build_model(config: str, random: bool) -> SphericalMask:
     return model
 
 
-def step(model: SphericalMask, batch, reference: bool, seed: int) -> tuple[float, float]:
-    """(seconds, loss) of one forward + backward."""
+def step(model: SphericalMask, batch, seed: int) -> tuple[float, float, float]:
+    """(forward s, backward s, loss) of one step."""
     model.zero_grad(set_to_none=True)
     torch.manual_seed(seed)
     t0 = time.perf_counter()
-    out = model.forward_train(batch, stage="full", reference=reference)
+    out = model.forward_train(batch, stage="full")
+    t1 = time.perf_counter()
     out["loss"].backward()
-    return time.perf_counter() - t0, float(out["loss"].detach())
+    return t1 - t0, time.perf_counter() - t1, float(out["loss"].detach())
+
+
+def profile_shares(model: SphericalMask, batch) -> dict[str, float]:
+    """Fraction of one step's self CPU time in spconv's functions, in mm and in bmm/baddbmm."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        step(model, batch, 0)
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    sparse = sum(e.self_cpu_time_total for e in events if "SubMConv" in e.key or "SparseConv" in e.key
+                 or "SparseInverseConv" in e.key or e.key.startswith("spconv"))
+    bmm = sum(e.self_cpu_time_total for e in events if e.key in ("aten::bmm", "aten::baddbmm"))
+    mm = sum(e.self_cpu_time_total for e in events if e.key == "aten::mm")
+    return {"sparse_conv": sparse / total, "bmm": bmm / total, "mm": mm / total}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,22 +76,16 @@ def main(argv: list[str] | None = None) -> int:
     model = build_model(args.config, args.random).train()
     scenes = [generate_scene(s, SyntheticConfig(target_points_range=(args.points, args.points))) for s in range(args.batch)]
     batch = collate(scenes)
-    times: dict[str, list[float]] = {p: [] for p in PATHS}
-    losses: dict[str, float] = {}
-    for p in PATHS:  # warm-up
-        step(model, batch, p == "ref", 0)
-    for r in range(args.repeats):
-        for p in PATHS:
-            t, loss = step(model, batch, p == "ref", r)
-            times[p].append(t)
-            losses[p] = loss
-    med = {p: statistics.median(times[p]) * 1e3 for p in PATHS}
+    step(model, batch, 0)  # warm-up
+    runs = [step(model, batch, r) for r in range(args.repeats)]
+    fwd = statistics.median(r[0] for r in runs) * 1e3
+    bwd = statistics.median(r[1] for r in runs) * 1e3
+    shares = profile_shares(model, batch)
     print(f"model {model.cfg.name} ({'random' if args.random else 'shipped'}), batch {args.batch} x "
           f"{args.points} points, {torch.get_num_threads()} thread(s), median of {args.repeats} steps")
-    print(f"{'path':<4} {'step ms':>9} {'loss':>10}")
-    for p in PATHS:
-        print(f"{p:<4} {med[p]:>9.1f} {losses[p]:>10.4f}")
-    print(f"ref / new: {med['ref'] / med['new']:.2f}x")
+    print(f"forward {fwd:.1f} ms, backward {bwd:.1f} ms, step {fwd + bwd:.1f} ms, loss {runs[-1][2]:.4f}")
+    print(f"self CPU share: spconv functions {shares['sparse_conv']:.0%}, aten::mm (mostly spconv's "
+          f"gathered GEMMs) {shares['mm']:.0%}, bmm/baddbmm (dynamic convolution) {shares['bmm']:.0%}")
     return 0
 
 

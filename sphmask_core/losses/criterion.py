@@ -91,13 +91,7 @@ class SceneQueryPredictions:
     boxes: Tensor  # (K, 6) absolute AABB (min xyz, max xyz)
     rays: Tensor  # (K, R) raw ray lengths in metres, polar-major
     centers: Tensor  # (K, 3) absolute spherical centres
-    mask_logits: Tensor  # (K_m, U) z: mask logit = radial migration delta, rows = mask_queries
-    # ascending queries whose z is in mask_logits (None = every query); the losses read z only of
-    # matched queries, so the others need not be computed
-    mask_queries: Tensor | None = None
-
-
-Matches = list[tuple[str, tuple[Tensor, Tensor]]]  # (term prefix, (query_idx, gt_idx)) per round
+    mask_logits: Tensor  # (K, U) z: mask logit = radial migration delta
 
 
 def _soft_margin(x: Tensor, y: Tensor) -> Tensor:
@@ -205,14 +199,7 @@ class InstanceCriterion:
             for t in TERMS[1:]:
                 terms[t] = zero
             return terms
-        rows = q
-        if pred.mask_queries is not None:
-            row_of = torch.full((k,), -1, dtype=torch.long, device=q.device)
-            row_of[pred.mask_queries] = torch.arange(pred.mask_queries.numel(), device=q.device)
-            rows = row_of[q]
-            if bool((rows < 0).any()):
-                raise ValueError("a matched query has no row in mask_logits (mask_queries too narrow)")
-        z = pred.mask_logits[rows]  # (n, U)
+        z = pred.mask_logits[q]  # (n, U)
         gt = tgt.masks[g].to(z.dtype)  # (n, U)
         sig = z.sigmoid()
         terms["dice"] = (1 - (2 * (sig * gt).sum(1) + 1) / (sig.sum(1) + gt.sum(1) + 1)).sum() / n
@@ -233,10 +220,7 @@ class InstanceCriterion:
         return terms
 
     def _check(self, pred: SceneQueryPredictions, tgt: SceneTargets) -> None:
-        k, u = pred.cls_logits.shape[0], pred.mask_logits.shape[1]
-        k_m = k if pred.mask_queries is None else pred.mask_queries.numel()
-        if pred.mask_logits.shape[0] != k_m:
-            raise ValueError(f"mask_logits must have {k_m} rows, got {tuple(pred.mask_logits.shape)}")
+        k, u = pred.mask_logits.shape
         n_rays = self.n_theta * self.n_phi
         if pred.cls_logits.shape != (k, self.n_classes + 1):
             raise ValueError(f"cls_logits must be ({k}, {self.n_classes + 1}), got {tuple(pred.cls_logits.shape)}")
@@ -250,34 +234,21 @@ class InstanceCriterion:
         if tgt.ray_targets.shape[1] != n_rays + 3:
             raise ValueError(f"ray_targets must have {n_rays + 3} columns, got {tgt.ray_targets.shape[1]}")
 
-    def match(self, pred: SceneQueryPredictions, tgt: SceneTargets) -> Matches:
-        """The matching rounds of one scene: main, then auxiliary when aux_weight > 0.
-
-        Uses no mask logits (SPEC 3.1), so the model can match before the dynamic convolution.
-        """
-        coarse = self.cfg.match_coarse != 0
-        cost = match_cost(
-            pred.cls_logits, pred.conf, pred.boxes, tgt.labels, tgt.boxes, self.cfg.match_weights(),
-            torch.cat([pred.rays, pred.centers], 1) if coarse else None, tgt.ray_targets if coarse else None,
-        )
-        rounds = [("", hungarian_match(cost))]
-        if self.cfg.aux_weight > 0:
-            rounds.append(("aux_", duplicated_match(cost, self.cfg.dup)))
-        return rounds
-
-    def __call__(
-        self, preds: list[SceneQueryPredictions], targets: list[SceneTargets], matches: list[Matches] | None = None
-    ) -> dict[str, Tensor]:
-        """Losses of a batch; `matches` (one `match` result per scene) when already computed."""
+    def __call__(self, preds: list[SceneQueryPredictions], targets: list[SceneTargets]) -> dict[str, Tensor]:
         if len(preds) != len(targets) or not preds:
             raise ValueError(f"need one target per prediction (non-empty), got {len(preds)} and {len(targets)}")
-        if matches is not None and len(matches) != len(preds):
-            raise ValueError(f"need one matching per scene, got {len(matches)} for {len(preds)} scenes")
         use_aux = self.cfg.aux_weight > 0
         sums: dict[str, Tensor] = {}
-        for i, (pred, tgt) in enumerate(zip(preds, targets)):
+        for pred, tgt in zip(preds, targets):
             self._check(pred, tgt)
-            rounds = self.match(pred, tgt) if matches is None else matches[i]
+            coarse = self.cfg.match_coarse != 0
+            cost = match_cost(
+                pred.cls_logits, pred.conf, pred.boxes, tgt.labels, tgt.boxes, self.cfg.match_weights(),
+                torch.cat([pred.rays, pred.centers], 1) if coarse else None, tgt.ray_targets if coarse else None,
+            )
+            rounds = [("", hungarian_match(cost))]
+            if use_aux:
+                rounds.append(("aux_", duplicated_match(cost, self.cfg.dup)))
             for prefix, (q, g) in rounds:
                 for t, v in self._scene_terms(pred, tgt, q, g).items():
                     key = f"{prefix}{t}_loss"
@@ -291,4 +262,4 @@ class InstanceCriterion:
         return out
 
 
-__all__ = ["LossConfig", "InstanceCriterion", "Matches", "SceneQueryPredictions", "margin_loss", "mask_iou", "TERMS"]
+__all__ = ["LossConfig", "InstanceCriterion", "SceneQueryPredictions", "margin_loss", "mask_iou", "TERMS"]

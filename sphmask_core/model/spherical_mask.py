@@ -304,13 +304,11 @@ class SphericalMask(nn.Module):
 
     # ------------------------------------------------------------------------------ training
 
-    def forward_train(self, batch: Batch, stage: str = "full", reference: bool = False) -> dict[str, Tensor]:
+    def forward_train(self, batch: Batch, stage: str = "full") -> dict[str, Tensor]:
         """Losses of one batch: "loss" = total, other keys = each term (for logging).
 
         stage "backbone": U-Net + point-wise heads, point-wise losses unscaled.
         stage "full": point-wise losses x0.25 + instance criterion (SPEC 3.4).
-        The dynamic convolution runs only for matched queries (the only ones the losses read);
-        reference=True runs the original path (every query, reference kernels): same losses.
         """
         if stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
@@ -327,7 +325,7 @@ class SphericalMask(nn.Module):
             out["loss"] = pw_losses["loss"]
             return out
 
-        inst = self._instance_losses(batch, vox, feats, pw, reference)
+        inst = self._instance_losses(batch, vox, feats, pw)
         out.update(inst)
         out["instance_loss"] = inst["loss"]
         out["loss"] = POINTWISE_SCALE_FULL * pw_losses["loss"] + inst["loss"]
@@ -338,9 +336,7 @@ class SphericalMask(nn.Module):
         params = [p for m in (self.aggregator1, self.aggregator2, self.query_heads, self.mask_tower) for p in m.parameters()]
         return sum(p.sum() for p in params) * 0.0
 
-    def _instance_losses(
-        self, batch: Batch, vox: _Voxels, feats: Tensor, pw: dict[str, Tensor], reference: bool = False
-    ) -> dict[str, Tensor]:
+    def _instance_losses(self, batch: Batch, vox: _Voxels, feats: Tensor, pw: dict[str, Tensor]) -> dict[str, Tensor]:
         units = self._units(batch, vox, feats, pw, train=True)
         n_obj = int(units.object_voxel.sum())
         q = None
@@ -350,26 +346,21 @@ class SphericalMask(nn.Module):
             zero = self._query_stage_zero()
             return {"loss": zero}
         mask_feats = self.mask_tower(units.feats)  # (U, mask_dim)
-        preds, targets, matches = [], [], []
+        zs = self._mask_logits(q, units, mask_feats)
+        preds, targets = [], []
         start = 0
         h = self.cfg.heads
-        for scene, k in zip(q.scenes, q.counts):
+        for scene, k, z in zip(q.scenes, q.counts, zs):
             sl = slice(start, start + k)
             start += k
-            pred = SceneQueryPredictions(
-                cls_logits=q.out.class_logits[sl], conf=q.out.conf[sl], boxes=q.out.boxes[sl],
-                rays=q.out.rays[sl], centers=q.out.centers[sl], mask_logits=q.out.conf.new_zeros(0, 0),
+            preds.append(
+                SceneQueryPredictions(
+                    cls_logits=q.out.class_logits[sl], conf=q.out.conf[sl], boxes=q.out.boxes[sl],
+                    rays=q.out.rays[sl], centers=q.out.centers[sl], mask_logits=z,
+                )
             )
-            tgt = self._scene_targets(vox, units, scene, h.n_theta, h.n_phi)
-            matches.append(self.criterion.match(pred, tgt))
-            if not reference:
-                pred.mask_queries = torch.unique(torch.cat([m[0] for _, m in matches[-1]]))
-            preds.append(pred)
-            targets.append(tgt)
-        rows = None if reference else [p.mask_queries for p in preds]
-        for pred, z in zip(preds, self._mask_logits(q, units, mask_feats, rows, reference=reference)):
-            pred.mask_logits = z
-        losses = self.criterion(preds, targets, matches)
+            targets.append(self._scene_targets(vox, units, scene, h.n_theta, h.n_phi))
+        losses = self.criterion(preds, targets)
         # scenes without queries contribute nothing; keep the per-scene mean over the whole batch
         scale = len(q.scenes) / batch.batch_size
         return {k: v * scale for k, v in losses.items()}
