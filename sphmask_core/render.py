@@ -146,8 +146,8 @@ def _overlaps(box: np.ndarray, placed: list[np.ndarray]) -> bool:
 
 def _place_labels(ax: Any, renderer: Any, texts: list[Any], anchors: np.ndarray) -> np.ndarray:
     """Move each text (placed at its anchor, data coordinates) to the first of a ring of offsets
-    where its box overlaps no label placed before it and stays inside the axes; (K, 4) final
-    boxes in display pixels (y up)."""
+    where its box overlaps no label placed before it and stays inside the axes; (K, 4) boxes of
+    the texts where they are drawn (display pixels, y up, with their frame; NaN = hidden)."""
     ax_box = ax.get_window_extent(renderer)
     placed: list[np.ndarray] = []
     out = np.full((len(texts), 4), np.nan)
@@ -156,14 +156,17 @@ def _place_labels(ax: Any, renderer: Any, texts: list[Any], anchors: np.ndarray)
     to_data = ax.transData.inverted()
     for k, (text, anchor) in enumerate(zip(texts, anchors)):
         anchor_px = ax.transData.transform(anchor)
+        bb = text.get_window_extent(renderer)  # measured once: moving a text keeps its size
+        lo = np.array([bb.x0, bb.y0]) - anchor_px - 2.0  # + the label frame
+        hi = np.array([bb.x1, bb.y1]) - anchor_px + 2.0
         for dx, dy in offsets:
-            text.set_position(to_data.transform(anchor_px + (dx, dy)))
-            bb = text.get_window_extent(renderer)
-            box = np.array([bb.x0 - 2, bb.y0 - 2, bb.x1 + 2, bb.y1 + 2])  # + the label frame
+            box = np.concatenate([anchor_px + (dx, dy) + lo, anchor_px + (dx, dy) + hi])
             inside = box[0] >= ax_box.x0 and box[2] <= ax_box.x1 and box[1] >= ax_box.y0 and box[3] <= ax_box.y1
             if inside and not _overlaps(box, placed):
+                text.set_position(to_data.transform(anchor_px + (dx, dy)))
                 placed.append(box)
-                out[k] = box
+                got = text.get_window_extent(renderer)  # reported as drawn, not as planned
+                out[k] = (got.x0 - 2.0, got.y0 - 2.0, got.x1 + 2.0, got.y1 + 2.0)
                 if (dx, dy) != (0.0, 0.0):  # a leader line back to the box corner
                     ax.annotate("", xy=anchor, xytext=text.get_position(),
                                 arrowprops=dict(arrowstyle="-", lw=0.6, color="0.3"))
