@@ -183,9 +183,12 @@ class OracleSegmenter:
             self.fail -= 1
             raise RuntimeError("CUDA out of memory (simulated)")
         masks = [np.flatnonzero(xyz[:, 0] > 0.9), np.flatnonzero(xyz[:, 0] < -0.9)]
-        masks = [m.astype(np.int64) for m in masks if m.size]
+        pairs = [(m.astype(np.int64), s) for m, s in zip(masks, (0.9, 0.3)) if m.size]
+        # like the real segmenter: the test config's threshold (the node's parameter) applies
+        pairs = [(m, s) for m, s in pairs if s >= self.cfg.test.score_threshold]
+        masks = [m for m, _ in pairs]
         k = len(masks)
-        scores = np.array([0.9, 0.3][:k], dtype=np.float32)
+        scores = np.array([s for _, s in pairs], dtype=np.float32)
         heads = self.cfg.heads
         boxes = np.array([np.r_[xyz[m].min(0), xyz[m].max(0)] for m in masks],
                          dtype=np.float32).reshape(k, 6)
