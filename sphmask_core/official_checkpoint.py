@@ -191,6 +191,42 @@ def _unet_name(their: str) -> str | None:
     return None
 
 
+def their_name(ours: str, n_blocks: dict[str, int]) -> str:
+    """The authors' name of one of our tensors (inverse of `our_name`, for error messages)."""
+    for old, new in _PLAIN_RENAMES:
+        if ours.startswith(new):
+            return old + ours[len(new):]
+    m = re.match(r"backbone\.unet\.((?:inner\.)*)(.+)$", ours)
+    if m:
+        prefix = "unet." + "u." * (len(m.group(1)) // len("inner."))
+        rest = m.group(2)
+        b = re.match(r"(blocks|tail)\.(\d+)\.(?:body\.(0\.0|1|2\.0|3)|shortcut)\.(\w+)$", rest)
+        if b:
+            group = "blocks" if b.group(1) == "blocks" else "blocks_tail"
+            inverse = {v: k for k, v in _CONV_BRANCH.items()}
+            branch = f"conv_branch.{inverse[b.group(3)]}" if b.group(3) else "i_branch.0"
+            return f"{prefix}{group}.block{b.group(2)}.{branch}.{b.group(4)}"
+        d = re.match(r"(down|up)\.(0\.0|1)\.(\w+)$", rest)
+        if d:
+            which = "conv" if d.group(1) == "down" else "deconv"
+            return f"{prefix}{which}.{'0' if d.group(2) == '0.0' else '2'}.{d.group(3)}"
+    m = re.match(r"aggregator([12])\.mlp([123])\.(\d+)\.(\w+)$", ours)
+    if m:
+        agg, mlp, index, param = m.group(1), m.group(2), int(m.group(3)), m.group(4)
+        layer = str(index // 3) if mlp == "3" else f"layer{index // 3}"
+        kind = "conv" if index % 3 == 0 else "bn.bn"
+        return f"point_aggregator{agg}.mlp_module{mlp}.{layer}.{kind}.{param}"
+    m = re.match(r"(query_heads\.kernel_head|mask_tower\.net)\.(\d+)\.(\w+)$", ours)
+    if m:
+        module = "inst_mask_head" if m.group(1).startswith("query_heads") else "mask_tower"
+        index, param = int(m.group(2)), m.group(3)
+        block = index // 3
+        if block == n_blocks[module]:
+            return f"{module}.{block}.{param}"
+        return f"{module}.{block}.{index % 3}.{param}"
+    return ours
+
+
 # ----------------------------------------------------------------------------------- layouts
 
 
@@ -288,7 +324,9 @@ def convert_state_dict(
     required = _required(own, kind, theirs)
     missing = [k for k in required if k not in mapped]
     if missing:
-        raise ConversionError(f"missing key: the checkpoint has no tensor for our '{missing[0]}' ({len(missing)} missing)")
+        raise ConversionError(
+            f"missing key '{their_name(missing[0], n_blocks)}' (for our '{missing[0]}'; {len(missing)} missing)"
+        )
 
     spconv = [(k, t, tuple(own[o].shape)) for o, (k, t) in mapped.items() if _is_spconv_weight(tuple(own[o].shape))]
     layout = _spconv_layout(spconv) if spconv else "KRSC"

@@ -30,6 +30,8 @@ from sphmask_core.official_checkpoint import (
     convert_state_dict,
     main,
     official_config,
+    our_name,
+    their_name,
 )
 
 CHANNELS, LEVELS, REPS = 32, 7, 2
@@ -360,8 +362,16 @@ def test_dynamic_convolution_matches_their_kernel_layout():
 def test_missing_key_is_named(theirs, cfg, own):
     src = dict(theirs)
     del src["unet.u.u.blocks.block1.conv_branch.3.running_var"]
-    with pytest.raises(ConversionError, match=r"backbone\.unet\.inner\.inner\.blocks\.1\.body\.2\.0\.running_var"):
+    with pytest.raises(ConversionError, match=r"missing key 'unet\.u\.u\.blocks\.block1\.conv_branch\.3\.running_var' "
+                                              r"\(for our 'backbone\.unet\.inner\.inner\.blocks\.1\.body\.2\.0\.running_var'"):
         convert_state_dict(src, cfg, "official", reference=own)
+
+
+def test_their_name_inverts_the_map_for_every_tensor(converted, theirs):
+    blocks = {"inst_mask_head": 2, "mask_tower": 3}
+    for ours in converted.state:
+        their = their_name(ours, blocks)
+        assert their in theirs and our_name(their, blocks) == ours, (ours, their)
 
 
 def test_unknown_key_is_named(theirs, cfg, own):
@@ -420,7 +430,7 @@ def test_isbnet_given_as_official_and_reverse_are_refused(tmp_path, capsys):
 def test_missing_key_through_the_command_exits_2_naming_it(tmp_path, capsys, theirs):
     src = {k: v for k, v in theirs.items() if k != "mask_tower.3.bias"}
     rc, err, out = _run(tmp_path, capsys, "official", {"net": src, "epoch": 155})
-    assert rc == 2 and len(err) == 1 and "mask_tower.net.9.bias" in err[0], err
+    assert rc == 2 and len(err) == 1 and "missing key 'mask_tower.3.bias'" in err[0], err
     assert not out.exists()
 
 
@@ -457,9 +467,11 @@ def test_isbnet_converts_to_a_backbone_checkpoint_the_full_stage_starts_from(tmp
         build_model_from_checkpoint(out)  # not a model to predict with
     from sphmask_core.model.spherical_mask import SphericalMask
 
-    model = SphericalMask(config_from_checkpoint(ckpt))
+    mcfg = config_from_checkpoint(ckpt)
+    model = SphericalMask(mcfg)
     fresh_rays = model.state_dict()["query_heads.ray_head.6.weight"].clone()
-    Trainer.init_weights_from(types.SimpleNamespace(model=model), out)
+    # the trainer's own start-from-checkpoint step, on a stand-in holding just what it reads
+    Trainer.init_weights_from(types.SimpleNamespace(model=model, model_cfg=mcfg, model_factory=SphericalMask), out)
     sd = model.state_dict()
     assert torch.equal(sd["backbone.unet.inner.up.1.weight"], src["unet.u.deconv.2.weight"])
     assert torch.equal(sd["aggregator2.mlp3.4.running_var"], src["point_aggregator2.mlp_module3.1.bn.bn.running_var"])
