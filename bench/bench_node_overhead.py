@@ -99,7 +99,7 @@ def bench_size(n: int, repeat: int) -> dict[str, float]:
             cache.add_sample("world", "sensor", k * NS // 10,
                              Transform.from_xyz_quat((0.1 * k, 0, 0), (0, 0, 0, 1)))
         pre = Preprocessor(PreprocessConfig(fixed_frame="world", accumulate_frames=3,
-                                            voxel_size=0.02, max_points=0, tolerance_s=0.0),
+                                            input_voxel_size=0.02, max_points=0, tolerance_s=0.0),
                            cache)
         result = None
         for m in msgs:
