@@ -152,6 +152,12 @@ def build_model_from_checkpoint(
     from sphmask_core.model.spherical_mask import SphericalMask  # heavy import kept local
 
     ckpt = load_checkpoint(path, map_location=map_location)
+    train_cfg = ckpt.get("train_config")
+    if isinstance(train_cfg, dict) and train_cfg.get("stage") == "backbone":
+        raise CheckpointError(
+            f"checkpoint {path} is from the backbone stage: its query heads are untrained, so it would find no "
+            f"instances; train the full stage from it (sphmask-train CONFIG.yaml init_from={path}) and use that"
+        )
     cfg = config_from_checkpoint(ckpt, path)
     try:
         model = SphericalMask(cfg)

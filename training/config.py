@@ -16,7 +16,7 @@ import yaml
 
 from sphmask_core.config_io import from_plain, parse_yaml, read_yaml
 
-DATASET_NAMES = ("synthetic", "scannet", "s3dis", "stpls3d")
+DATASET_NAMES = ("synthetic", "scannet", "s3dis", "stpls3d", "folder")
 STAGES = ("backbone", "full")
 
 
@@ -28,7 +28,9 @@ class ConfigError(ValueError):
 class DatasetConfig:
     name: str = "synthetic"  # one of DATASET_NAMES
     root: str = ""  # folder of the prepared dataset (unused for synthetic)
-    train_split: str = "train"  # scannet: train/val/trainval; s3dis: e.g. "Area_1,Area_2"
+    # scannet: train/val/trainval; s3dis: e.g. "Area_1,Area_2"; folder: comma-separated file
+    # names, sub-folders or glob patterns relative to root (e.g. "train/*.ply,extra.npz")
+    train_split: str = "train"
     val_split: str = "val"
     # synthetic scenes are identified by their generator seed: [start, stop)
     train_seeds: list[int] = field(default_factory=lambda: [0, 64])
@@ -38,6 +40,9 @@ class DatasetConfig:
     augment_cfg: dict[str, Any] = field(default_factory=dict)  # augmentation config overrides
     repeat: int = 1  # each training scene appears `repeat` times per epoch (ISBNet "repeat")
     subsample: float = 1.0  # fraction of points kept per training load (S3DIS: 0.25)
+    # classes file (sphmask_core/data/classes.py); required for `folder`, and the model's class
+    # list follows it (a different list than init_from's re-initialises the class layers)
+    classes: str = ""
 
 
 @dataclass
@@ -95,6 +100,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         seeds = getattr(ds, key)
         if len(seeds) != 2 or seeds[0] >= seeds[1]:
             raise ConfigError(f"config key 'dataset.{key}' must be [start, stop) with start < stop, got {seeds}")
+    if ds.name == "folder" and not ds.classes:
+        raise ConfigError("config key 'dataset.classes' (a classes YAML) is required for dataset 'folder'")
     if ds.name != "synthetic" and not ds.root:
         raise ConfigError(f"config key 'dataset.root' is required for dataset {ds.name!r}")
     if ds.repeat < 1:

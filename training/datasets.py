@@ -240,6 +240,21 @@ def _load_file(loader: Callable[[Path], Scene], files: list[Path], i: int) -> Sc
     return loader(files[i])
 
 
+def _folder_files(cfg: DatasetConfig, root: Path, split: str) -> tuple[Callable[[Path], Scene], list[Path]]:
+    """The user's own labelled clouds (sphmask_core/data/folder.py), ids mapped by the classes file."""
+    from sphmask_core.data.classes import load_classes
+    from sphmask_core.data.folder import list_folder_split
+
+    classes = load_classes(cfg.classes)
+    return functools.partial(_load_labelled, classes), list_folder_split(root, split)
+
+
+def _load_labelled(classes: Any, path: Path) -> Scene:
+    from sphmask_core.data.folder import load_labelled_cloud
+
+    return load_labelled_cloud(path, classes)
+
+
 def _real_loader(cfg: DatasetConfig, split: str) -> tuple[Callable[[int], Scene], int]:
     from sphmask_core.data.errors import DatasetError
 
@@ -247,7 +262,10 @@ def _real_loader(cfg: DatasetConfig, split: str) -> tuple[Callable[[int], Scene]
     if not root.is_dir():
         raise DatasetNotFoundError(f"dataset folder not found: {root} (dataset.root for {cfg.name})")
     try:
-        loader, files = _scene_files(cfg.name, root, split)
+        if cfg.name == "folder":
+            loader, files = _folder_files(cfg, root, split)
+        else:
+            loader, files = _scene_files(cfg.name, root, split)
     except DatasetError as exc:
         raise DatasetNotFoundError(f"{cfg.name} split '{split}': {exc}") from None
     except ValueError as exc:  # e.g. an S3DIS area list that does not parse

@@ -34,6 +34,13 @@ def build_model_config(cfg: TrainConfig) -> Any:
             model_cfg = apply_overrides(model_cfg, flatten_overrides(cfg.model.overrides))
         except ValueError as exc:
             raise ConfigError(str(exc).replace("config key 'model.", "config key 'model.overrides.")) from None
+    if cfg.dataset.classes:
+        import dataclasses
+
+        from sphmask_core.data.classes import load_classes
+
+        # one home for the class list: the classes file decides the model's labels
+        model_cfg = dataclasses.replace(model_cfg, labels=load_classes(cfg.dataset.classes).labels)
     return model_cfg
 
 

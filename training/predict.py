@@ -15,7 +15,11 @@ and `metrics.json` (AP / AP50 / AP25 of the benchmark evaluator), so
 Input clouds: .npy (N, 3) or (N, 6+) xyz[rgb], .txt (whitespace or comma separated columns
 x y z [r g b]), .ply (vertex x y z [red green blue]), .pcd (PCD v0.7, any data format). Colours
 0..255 or 0..1 are mapped to [-1, 1]; clouds without colour get zeros.
-Exit codes: 0 done, 2 bad input (checkpoint, dataset folder, cloud file).
+Your own labelled clouds: `--dataset folder --root DIR --split 'val/*.ply' --classes classes.yaml`
+(the folder dataset and classes file of training). An existing non-empty OUT_DIR is refused
+unless `--overwrite` (which removes its previous outputs first); an empty cloud is reported and
+skipped; a backbone-stage checkpoint is refused (its query heads are untrained).
+Exit codes: 0 done, 2 bad input (checkpoint, dataset folder, cloud file, existing OUT_DIR).
 """
 
 from __future__ import annotations
@@ -251,11 +255,39 @@ class PredictionWriter:
 # ---------------------------------------------------------------------------------- main
 
 
-def _dataset_scenes(name: str, root: str, split: str, max_scenes: int) -> Iterator[Any]:
+def _prepare_out(out: Path, overwrite: bool) -> None:
+    """Refuse an existing output folder: merging into it mixes two runs' pred/ files, which
+    sphmask-eval then scores together."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise InputError(f"output folder {out} already exists; choose another --out or add --overwrite")
+        import shutil
+
+        for sub in ("pred", "gt", "render"):
+            shutil.rmtree(out / sub, ignore_errors=True)
+        for name in ("metrics.json", "report.html", "classes.yaml"):
+            (out / name).unlink(missing_ok=True)
+
+
+def _check_classes(path: Path, model_labels: Any) -> None:
+    """The classes file must name the model's classes: ids are matched by position."""
+    from sphmask_core.data.classes import load_classes
+
+    labels = load_classes(path).labels
+    if tuple(labels.semantic_names) != tuple(model_labels.semantic_names) or labels.label_shift != model_labels.label_shift:
+        raise InputError(
+            f"classes file {path} ({list(labels.semantic_names)}, {labels.label_shift} stuff) differs from the "
+            f"model's classes ({list(model_labels.semantic_names)}, {model_labels.label_shift} stuff)"
+        )
+
+
+def _dataset_scenes(name: str, root: str, split: str, max_scenes: int, classes: Path | None = None) -> Iterator[Any]:
     from training.config import DatasetConfig
     from training.datasets import build_dataset
 
-    ds = build_dataset(DatasetConfig(name=name, root=root, val_split=split), train=False)
+    ds = build_dataset(DatasetConfig(name=name, root=root, val_split=split, classes=str(classes or "")), train=False)
     n = len(ds) if max_scenes <= 0 else min(len(ds), max_scenes)
     for i in range(n):
         yield ds[i]
@@ -265,11 +297,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="sphmask-predict", description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", help="trained checkpoint (.pt) or run directory; default: shipped model")
     src = parser.add_mutually_exclusive_group(required=True)
-    src.add_argument("--dataset", choices=("synthetic", "scannet", "s3dis", "stpls3d"), help="dataset name")
+    src.add_argument("--dataset", choices=("synthetic", "scannet", "s3dis", "stpls3d", "folder"),
+                     help="dataset name (folder: your own labelled clouds, with --classes)")
     src.add_argument("--input", type=Path, help="folder of .ply/.npy/.txt/.pcd clouds")
     parser.add_argument("--root", default="", help="dataset folder (--dataset)")
     parser.add_argument("--split", default="val", help="dataset split (--dataset), default val")
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--classes", type=Path, default=None,
+                        help="classes YAML of --dataset folder (the file training's dataset.classes took)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (must not exist, see --overwrite)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing --out folder (its old pred/gt files are removed)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--max-scenes", type=int, default=0, help="stop after N scenes (0 = all)")
     parser.add_argument("--min-region-size", type=int, default=100, help="evaluation min points (STPLS3D 10)")
@@ -290,7 +327,12 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
         checkpoint = resolve_checkpoint_path(checkpoint)
     if args.dataset and args.dataset != "synthetic" and not args.root:
         raise InputError(f"--root is required with --dataset {args.dataset}")
+    if args.dataset == "folder" and args.classes is None:
+        raise InputError("--classes FILE.yaml is required with --dataset folder")
+    _prepare_out(args.out, args.overwrite)
     segmenter = Segmenter.from_checkpoint(checkpoint, device=args.device)
+    if args.classes is not None:
+        _check_classes(args.classes, segmenter.cfg.labels)
     if not 0.0 <= args.render_threshold <= 1.0:
         raise InputError(f"--render-threshold must be in [0, 1], got {args.render_threshold}")
     writer = PredictionWriter(args.out, segmenter.cfg.labels, segmenter.class_names, render=not args.no_render,
@@ -299,6 +341,7 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
 
     t0 = time.perf_counter()
     n = 0
+    empty: list[str] = []
     if args.dataset:
         split = args.split
         root = args.root
@@ -310,7 +353,7 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
             seeds = train_ds.get("val_seeds", DatasetConfig().val_seeds) if split == "val" else _seed_range(split)
             scenes = _synthetic_scenes(seeds, train_ds.get("synthetic", {}), args.max_scenes)
         else:
-            scenes = _dataset_scenes(args.dataset, root, split, args.max_scenes)
+            scenes = _dataset_scenes(args.dataset, root, split, args.max_scenes, args.classes)
         for scene in tqdm(scenes, desc="scenes", unit="scene"):
             inst = segmenter(scene.xyz, scene.rgb, scene.superpoint)
             writer.write(scene.name, scene.xyz, inst, scene.semantic, scene.instance)
@@ -321,16 +364,22 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
             files = files[: args.max_scenes]
         for path in tqdm(files, desc="clouds", unit="cloud"):
             xyz, rgb = read_cloud(path)
+            if len(xyz) == 0:
+                empty.append(path.name)
+                print(f"skipped {path}: empty cloud (no finite points), nothing written", file=sys.stderr)
+                continue
             inst = segmenter(xyz, rgb)
             writer.write(path.stem, xyz, inst)
             n += 1
     metrics = writer.metrics()
-    summary = {"scenes": n, "seconds": time.perf_counter() - t0, "checkpoint": str(checkpoint or "default")}
+    summary = {"scenes": n, "seconds": time.perf_counter() - t0, "checkpoint": str(checkpoint or "default"),
+               "empty_clouds": empty}
     if metrics is not None:
         summary.update({k: metrics[k] for k in ("AP", "AP50", "AP25")})
         (args.out / "metrics.json").write_text(json.dumps({**summary, "per_class": metrics["per_class"]}, indent=1))
         print(f"AP {metrics['AP']:.4f}  AP50 {metrics['AP50']:.4f}  AP25 {metrics['AP25']:.4f}  ({n} scenes)")
-    print(f"wrote predictions of {n} scene(s) to {args.out}")
+    print(f"wrote predictions of {n} scene(s) to {args.out}"
+          + (f"; skipped {len(empty)} empty cloud(s): {', '.join(empty)}" if empty else ""))
     page = writer.report(f"sphmask-predict: {args.dataset or args.input}",
                          [("checkpoint", str(checkpoint or "shipped model")), ("scenes", str(n)),
                           ("source", f"{args.dataset} {args.split}" if args.dataset else str(args.input))])

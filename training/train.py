@@ -11,7 +11,12 @@ the same batches with the same states as a run that never stopped.
 Distributed: launch with `torchrun --nproc_per_node=N -m training.train CONFIG.yaml`; NCCL on
 GPUs, gloo on CPUs, each process takes its DistributedSampler share, only rank 0 writes files.
 
-Exit codes: 0 done, 2 bad input (config key, dataset folder, checkpoint), 3 the loss diverged.
+Ctrl-C finishes the iteration in progress, saves last.pt and exits 0 with one line naming it
+(a second Ctrl-C aborts at once). `--resume` of a run that already reached its end says so and
+how to extend it (exit 2) instead of doing nothing.
+
+Exit codes: 0 done or interrupted, 2 bad input (config key, dataset folder, checkpoint, a
+finished run to resume), 3 the loss diverged.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from training.config import (
 )
 from training.datasets import DatasetNotFoundError
 from training.distributed import broadcast_object, init_distributed, is_distributed
-from training.trainer import DivergedError, Progress, Trainer
+from training.trainer import DivergedError, Progress, Trainer, TrainingInterrupted
 
 LOG = logging.getLogger("sphmask.train")
 
@@ -119,6 +124,18 @@ def run(args: argparse.Namespace) -> Progress:
         trainer = Trainer(cfg, run_dir, dist_info, show_progress=not args.no_progress)
         if args.resume:
             trainer.resume_from(run_dir / "last.pt")
+            if trainer.finished():
+                p = trainer.progress
+                extend = []
+                if p.epoch >= cfg.schedule.epochs:
+                    extend.append(f"schedule.epochs={cfg.schedule.epochs + max(1, cfg.schedule.epochs // 2)}")
+                if cfg.max_steps and p.global_step >= cfg.max_steps:
+                    extend.append(f"max_steps={cfg.max_steps * 2}")
+                raise ConfigError(
+                    f"run {run_dir} already finished (epoch {p.epoch}/{cfg.schedule.epochs}, "
+                    f"{p.global_step} iterations); nothing to train. To train longer: "
+                    f"sphmask-train --resume {run_dir} {' '.join(extend)}"
+                )
         elif cfg.init_from:
             trainer.init_weights_from(resolve_checkpoint_path(cfg.init_from))
         if dist_info.is_main:
@@ -153,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     except DivergedError as exc:
         print(f"sphmask-train: training stopped: {exc}", file=sys.stderr)
         return 3
+    except TrainingInterrupted as exc:
+        print(f"sphmask-train: {exc}", file=sys.stderr)
+        return 0
     finally:
         if is_distributed():
             import torch.distributed as dist

@@ -36,6 +36,18 @@ class DivergedError(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
+class TrainingInterrupted(Exception):
+    """Ctrl-C (SIGINT) stopped the run after the iteration in progress; last.pt holds it."""
+
+    def __init__(self, checkpoint: Path, progress: "Progress") -> None:
+        self.checkpoint = checkpoint
+        self.progress = progress
+        super().__init__(
+            f"interrupted at epoch {progress.epoch + 1} iteration {progress.step}; saved {checkpoint} "
+            f"(continue with: sphmask-train --resume {checkpoint.parent})"
+        )
+
+
 @dataclass
 class Progress:
     epoch: int = 0  # current epoch
@@ -71,7 +83,8 @@ class Trainer:
             build_dataset(cfg.dataset, train=False, seed=cfg.seed) if cfg.val_every > 0 else None
         )
         seed_everything(cfg.seed + self.dist.rank)
-        self.model = (model_factory or build_model)(self.model_cfg).to(self.device)
+        self.model_factory = model_factory or build_model
+        self.model = self.model_factory(self.model_cfg).to(self.device)
         self.optimizer = torch.optim.AdamW(
             self.model.parameters(),
             lr=cfg.optim.lr,
@@ -93,6 +106,7 @@ class Trainer:
                 find_unused_parameters=True,
             )
         self.progress = Progress()
+        self._interrupted = False  # set by Ctrl-C during fit()
         self.history = MetricsHistory()
         self.tb = None
         self.steps_per_epoch = EpochBatchSampler(
@@ -187,21 +201,41 @@ class Trainer:
         LOG.info("resumed from %s at epoch %d, iteration %d", path, self.progress.epoch, self.progress.step)
 
     def init_weights_from(self, path: Path) -> None:
-        """Copy the weights whose names and shapes match (stage 2 from stage 1, fine-tuning)."""
+        """Copy the weights whose names and shapes match (stage 2 from stage 1, fine-tuning).
+
+        When the checkpoint's class list differs from this run's, the class-dependent layers
+        (point-wise semantic head, query class head) keep their fresh initialisation even where
+        the shapes happen to agree, and one line names them.
+        """
         from sphmask_core.checkpoint import CheckpointError, load_checkpoint
 
         ckpt = load_checkpoint(path, map_location="cpu")
         own = self.model.state_dict()
         state = ckpt["model"]
-        usable = {k: v for k, v in state.items() if k in own and tuple(own[k].shape) == tuple(v.shape)}
-        wrong = sorted(k for k in state if k in own and tuple(own[k].shape) != tuple(state[k].shape))
+        reinit: set[str] = set()
+        theirs = ckpt.get("label_spec") or {}
+        if list(theirs.get("semantic_names", [])) != list(self.model_cfg.labels.semantic_names) or int(
+            theirs.get("label_shift", -1)
+        ) != self.model_cfg.labels.label_shift:
+            reinit = class_dependent_keys(self.model_cfg, self.model_factory) & set(own)
+            LOG.info(
+                "fine-tuning from %d to %d classes: re-initialised %s",
+                len(theirs.get("semantic_names", [])), self.model_cfg.labels.n_semantic,
+                ", ".join(sorted({k.rsplit(".", 1)[0] for k in reinit})) or "nothing",
+            )
+        usable = {
+            k: v for k, v in state.items()
+            if k in own and k not in reinit and tuple(own[k].shape) == tuple(v.shape)
+        }
+        wrong = sorted(k for k in state if k in own and k not in reinit and tuple(own[k].shape) != tuple(state[k].shape))
         if not usable:
             raise CheckpointError(f"checkpoint {path} shares no weights with this model config")
         own.update(usable)
         self.model.load_state_dict(own)
         LOG.info(
-            "initialised %d/%d tensors from %s (%d with another shape, %d not in the checkpoint)",
-            len(usable), len(own), path, len(wrong), len(set(own) - set(state)),
+            "initialised %d/%d tensors from %s (%d class-dependent re-initialised, %d with another shape, "
+            "%d not in the checkpoint)",
+            len(usable), len(own), path, len(reinit), len(wrong), len(set(own) - set(state)),
         )
 
     # ------------------------------------------------------------------ training
@@ -251,28 +285,59 @@ class Trainer:
             self._optimizer_step()
         return {k: float(v.detach()) for k, v in out.items() if isinstance(v, torch.Tensor) and v.numel() == 1}
 
+    def finished(self) -> bool:
+        """The run has reached its `schedule.epochs` or its `max_steps`."""
+        p, cfg = self.progress, self.cfg
+        return p.epoch >= cfg.schedule.epochs or bool(cfg.max_steps and p.global_step >= cfg.max_steps)
+
+    def _on_sigint(self, _signum: int, _frame: Any) -> None:
+        if self._interrupted:  # a second Ctrl-C: stop now, without saving
+            raise KeyboardInterrupt
+        self._interrupted = True
+        if self.dist.is_main:
+            LOG.info("Ctrl-C: stopping after this iteration and saving last.pt (Ctrl-C again to abort)")
+
+    def _stop_requested(self) -> bool:
+        # every DDP process must stop at the same iteration
+        return not all_true(not self._interrupted, self.device)
+
     def fit(self) -> Progress:
+        """Train to the end; raises TrainingInterrupted (after saving last.pt) on Ctrl-C."""
+        import signal
+        import threading
+
         cfg = self.cfg
         if self.dist.is_main:
             self.tb = open_tensorboard(self.run_dir)
         p = self.progress
+        self._interrupted = False
+        # SIGINT is deferred to an iteration boundary so that last.pt is a consistent state
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGINT, self._on_sigint)
         try:
             while p.epoch < cfg.schedule.epochs:
                 if cfg.max_steps and p.global_step >= cfg.max_steps:
                     break
                 stopped = self._train_epoch()
+                if stopped == "interrupted":
+                    barrier()
+                    raise TrainingInterrupted(self.run_dir / "last.pt", p)
                 if stopped:
                     break
                 self._end_of_epoch()
             if cfg.max_steps and p.global_step >= cfg.max_steps:
                 LOG.info("max_steps=%d reached at epoch %d iteration %d", cfg.max_steps, p.epoch, p.step)
         finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
             if self.tb is not None:
                 self.tb.close()
         return p
 
-    def _train_epoch(self) -> bool:
-        """Train the rest of the current epoch; True when max_steps stopped the run."""
+    def _train_epoch(self) -> bool | str:
+        """Train the rest of the current epoch; True when max_steps stopped the run,
+        "interrupted" when Ctrl-C did (last.pt saved)."""
         cfg, p = self.cfg, self.progress
         sampler = EpochBatchSampler(
             len(self.train_set), cfg.batch_size, p.epoch, cfg.seed, True, cfg.drop_last,
@@ -304,6 +369,14 @@ class Trainer:
                     self._log_train(window, lr)
                     window = []
                 # at an epoch's end the epoch is completed first (validation, checkpoint)
+                if self._stop_requested():
+                    if window:
+                        self._log_train(window, lr)
+                    if last_of_epoch:
+                        self._end_of_epoch()
+                    else:
+                        self.save("last.pt")
+                    return "interrupted"
                 if cfg.max_steps and p.global_step >= cfg.max_steps and not last_of_epoch:
                     if window:
                         self._log_train(window, lr)
@@ -365,6 +438,24 @@ class Trainer:
                 for k, v in metrics.items():
                     self.tb.add_scalar(f"val/{k}", v, self.progress.global_step)
         return broadcast_object(metrics)
+
+
+def class_dependent_keys(model_cfg: Any, factory: Callable[[Any], nn.Module] = build_model) -> set[str]:
+    """State-dict keys whose shape follows the class list: found by building the model once
+    more with one extra stuff and one extra instance class and comparing shapes."""
+    import dataclasses
+
+    from sphmask_core.data.scene import LabelSpec
+
+    labels = model_cfg.labels
+    names = list(labels.semantic_names)
+    probe = LabelSpec(
+        semantic_names=tuple(["__stuff__", *names[: labels.label_shift], *names[labels.label_shift :], "__thing__"]),
+        label_shift=labels.label_shift + 1,
+    )
+    a = factory(model_cfg).state_dict()
+    b = factory(dataclasses.replace(model_cfg, labels=probe)).state_dict()
+    return {k for k in a if k in b and tuple(a[k].shape) != tuple(b[k].shape)}
 
 
 class TrainForward(nn.Module):

@@ -4,7 +4,9 @@
                          [--classes FILE.yaml]
     sphmask-eval s3dis   --gt GT_DIR --pred PRED_DIR [--json OUT.json] [--classes FILE.yaml]
 
-``--classes`` YAML: ``class_names: [...]`` and optionally ``label_ids: [...]`` (default 1..C).
+``--classes`` YAML: ``class_names: [...]`` and optionally ``label_ids: [...]`` (default 1..C), or
+the training classes file (``classes`` / ``stuff`` / ``ignore_id``, sphmask_core/data/classes.py):
+its instance classes get ids 1..C, as sphmask-predict writes them.
 Errors exit with status 2 and one line on stderr.
 """
 
@@ -66,6 +68,11 @@ def load_classes(path: Path) -> tuple[list[str], list[int]]:
         raise ValueError(f"classes file not found: {path}") from None
     except yaml.YAMLError as exc:
         raise ValueError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
+    if isinstance(data, dict) and "classes" in data:
+        from sphmask_core.data.classes import parse_classes
+
+        names = list(parse_classes(data, path).labels.instance_names)
+        return names, list(range(1, len(names) + 1))
     if not isinstance(data, dict) or "class_names" not in data:
         raise ValueError(f"{path}: expected a mapping with 'class_names' (and optional 'label_ids')")
     names = data["class_names"]

@@ -61,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="benchmark minimum instance size in points (100 = ScanNet)")
     ev.add_argument("--renders", type=int, default=3, help="PNG renders of this many frames")
     ev.add_argument("--no-progress", action="store_true")
+    ev.add_argument("--classes", type=Path, default=None,
+                    help="classes YAML naming the bag's semantic_id values (as for training)")
 
     play = sub.add_parser("play", help="publish a bag into the live ROS graph")
     play.add_argument("bag", type=Path)
@@ -124,7 +126,7 @@ def _run(args: argparse.Namespace) -> int:
                          params_file=args.params or _default_params(), out=args.out,
                          overwrite=args.overwrite, max_frames=args.max_frames,
                          min_region_size=args.min_region_size, renders=args.renders,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, classes=args.classes)
         report = evaluate_bag(cfg, log=lambda s: print(s, file=sys.stderr))
         d = report.data
         lat = d["latency_ms"]

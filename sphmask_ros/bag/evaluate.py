@@ -11,7 +11,8 @@ Ground truth: when the clouds carry `instance_id` / `semantic_id` fields (`recor
 writes them), each processed window is one benchmark scene: GT ids are built per output point
 (accumulated windows included) and the predictions are the published instances, scored with the
 benchmark-exact ScanNet evaluator per frame and over all frames. Ground-truth classes are matched
-to the model's classes by name (names from the bag's custom_data, else the synthetic labels).
+to the model's classes by name (names from `--classes FILE`, else the bag's custom_data, else
+the synthetic labels; the classes file is the one training's `dataset.classes` takes).
 
 Outputs under OUT_DIR: `output_bag/` (InstanceArray, MarkerArray and labelled cloud topics, each
 message stamped with its input cloud's stamp and written at its input's log time), `report.json`
@@ -175,6 +176,7 @@ class EvalConfig:
     renders: int = 3
     progress: bool = True
     warmup: bool = True  # one untimed inference first, as the node does before subscribing
+    classes: Path | None = None  # classes file naming the bag's semantic ids (else custom_data)
 
     def output_dir(self) -> Path:
         return self.out if self.out is not None else self.bag.parent / f"{self.bag.name}_eval"
@@ -336,6 +338,11 @@ def evaluate_bag(cfg: EvalConfig, segmenter: Any = None, model_name: str = "",
         pipeline.warmup_s = segmenter.warmup()
     class_names = list(pipeline.class_names)
     labels = GroundTruthLabels.from_custom_data(bag.custom_data)
+    if cfg.classes is not None:
+        from sphmask_core.data.classes import load_classes
+
+        spec = load_classes(cfg.classes).labels
+        labels = GroundTruthLabels(spec.semantic_names, spec.label_shift)
     overall = ScanNetEvaluator(class_names, list(range(1, len(class_names) + 1)),
                                cfg.min_region_size)
     n_expected = info.count if cfg.max_frames <= 0 else min(info.count, cfg.max_frames)
