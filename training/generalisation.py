@@ -12,7 +12,7 @@ Sets (seeds disjoint from every training and validation seed of the shipped conf
                    no instances: counts of published instances (score >= --score-threshold)
 AP / AP50 / AP25 follow the ScanNet benchmark (all instances the model returns, min region 100
 points), per class, as the class mean, and class-agnostic (every instance one class). With
---kinect DIR the .pcd frames there are segmented and drawn as small PNGs (front view).
+--kinect DIR the .pcd frames there are segmented and drawn as small PNGs.
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def _line(row: dict) -> str:
 
 
 def kinect_pictures(segmenter, folder: Path, out: Path, score_threshold: float) -> list[dict]:
-    """Segment each .pcd frame (optical frame: x right, y down, z forward) and draw it (model axes)."""
+    """Segment each .pcd frame (optical frame: x right, y down, z forward) and draw it (small PNG)."""
     from sphmask_core.data.pcd import pcd_points, read_pcd
     from sphmask_core.render import render_instances
 
@@ -108,13 +108,13 @@ def kinect_pictures(segmenter, folder: Path, out: Path, score_threshold: float) 
         xyz, rgb = pcd_points(read_pcd(path))
         keep = np.random.default_rng(0).permutation(len(xyz))[:60000]  # a robot would downsample too
         xyz, rgb = xyz[keep], (rgb[keep] if rgb is not None else None)
-        # model frame: x forward, y left, z up, with the lowest point as floor level
+        # model frame: x forward, y left, z up (the camera is held about level)
         model_xyz = np.stack([xyz[:, 2], -xyz[:, 0], -xyz[:, 1]], axis=1)
         inst = segmenter(model_xyz, rgb)
         pub = np.flatnonzero(inst.scores >= score_threshold)
         png = out / f"kinect_{path.stem}.png"
-        render_instances(png, model_xyz, inst, score_threshold=score_threshold,
-                         frame_id="camera, x forward y left z up", title=path.stem)
+        render_instances(png, model_xyz, inst, score_threshold=score_threshold, title=path.name,
+                         size_px=(560, 640), dpi=80)
         rows.append({"frame": path.name, "published": [(inst.class_names[int(inst.class_ids[i])],
                      round(float(inst.scores[i]), 3), int(len(inst.masks[i]))) for i in pub], "png": png.name})
         print(f"{path.name}: {rows[-1]['published']}", flush=True)
