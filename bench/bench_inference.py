@@ -139,7 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         scenes[n] = generate_scene(0, SyntheticConfig(target_points_range=(n, n), room_size_range=(6.0, 8.0)))
         print(f"# scene with {scenes[n].n_points} points generated in {time.perf_counter() - t:.1f} s", file=sys.stderr)
 
-    header = f"{'config':<13} {'device':<6} {'points':>7} {'path':<4} " + " ".join(f"{s[:10]:>10}" for s in STAGES)
+    width = max(13, *(len(c) for c in args.configs)) if not args.checkpoint else 30
+    header = f"{'config':<{width}} {'device':<6} {'points':>7} {'path':<4} " + " ".join(f"{s[:10]:>10}" for s in STAGES)
     header += f" {'peak MiB':>9} {'inst':>5} {'ref/new':>7}"
     print("times in ms (median of %d runs, threads %d)" % (args.repeats, torch.get_num_threads()))
     print(header)
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
                     tail = f" {ratio:>6.2f}x" if path == "new" else ""
                     if path == "new" and not rows["same"]["value"]:
                         tail += "  RESULTS DIFFER"
-                    print(f"{label:<13} {device:<6} {n:>7} {path:<4} {cells} {row['peak_mib']:>9.0f} "
+                    print(f"{label:<{width}} {device:<6} {n:>7} {path:<4} {cells} {row['peak_mib']:>9.0f} "
                           f"{int(row['instances']):>5}{tail}", flush=True)
             del seg
             if device == "cuda":
