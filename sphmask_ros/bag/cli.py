@@ -1,9 +1,10 @@
-"""`sphmask-bag`: offline rosbag2 tools (record-synthetic, info, eval, play).
+"""`sphmask-bag`: offline rosbag2 tools (record-synthetic, info, eval, play, export).
 
     sphmask-bag record-synthetic demo_output/room0 --frames 30 --rate 10
     sphmask-bag info demo_output/room0
     sphmask-bag eval demo_output/room0 --topic /points --out demo_output/room0_eval
     sphmask-bag play demo_output/room0 --rate 0.5
+    sphmask-bag export demo_output/room0 demo_output/room0_frames --end 2.0
 
 Errors a user can fix (missing bag or topic, unknown type, existing output, bad parameter)
 exit with status 2 and one line on stderr; Ctrl-C exits with 130 after closing any bag being
@@ -63,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-progress", action="store_true")
     ev.add_argument("--classes", type=Path, default=None,
                     help="classes YAML naming the bag's semantic_id values (as for training)")
+
+    exp = sub.add_parser("export", help="labelled clouds of a bag as a folder training dataset (.npz per frame)")
+    exp.add_argument("bag", type=Path)
+    exp.add_argument("out", type=Path)
+    exp.add_argument("--topic", default="/points")
+    exp.add_argument("--start", type=float, default=0.0, help="seconds from the first cloud (inclusive)")
+    exp.add_argument("--end", type=float, default=float("inf"), help="seconds from the first cloud (exclusive)")
+    exp.add_argument("--overwrite", action="store_true")
 
     play = sub.add_parser("play", help="publish a bag into the live ROS graph")
     play.add_argument("bag", type=Path)
@@ -141,6 +150,14 @@ def _run(args: argparse.Namespace) -> int:
                   f"over {m['num_scenes']} frames")
         print(f"report: {report.out_dir / 'report.json'}")
         print(f"page:   {report.data['report_html']}")
+        return 0
+    if args.command == "export":
+        from sphmask_ros.bag.export import export_frames
+
+        st = export_frames(args.bag, args.out, args.topic, args.start, args.end, args.overwrite,
+                           log=lambda s: print(s, file=sys.stderr))
+        print(f"wrote {st.written} labelled frame(s) to {args.out} (skipped: {st.skipped_unlabelled} unlabelled, "
+              f"{st.skipped_empty} empty, {st.skipped_invalid} invalid)")
         return 0
     if args.command == "play":
         from sphmask_ros.bag.play import PlayConfig, play_bag
