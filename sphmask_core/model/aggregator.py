@@ -1,8 +1,8 @@
-"""Set-abstraction "local aggregator" that turns sampled voxels into query features (SPEC 1.4).
+"""Set-abstraction "local aggregator" that turns sampled voxels into query features (METHOD 3.4).
 
 All tensors are per-scene batched and padded: scene b owns rows ``0..lengths[b]-1`` of dimension 1.
 The caller provides the sampled rows (``sample_idx``), so training can pass a prefix of one FPS
-sequence to the second layer while testing runs a fresh FPS (SPEC 1.4, layer 2).
+sequence to the second layer while testing runs a fresh FPS (METHOD 3.4).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def _gather_rows(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 class LocalAggregator(nn.Module):
-    """One set-abstraction layer, SPEC 1.4 steps 2-5 (step 1, sampling, is done by the caller).
+    """One set-abstraction layer, METHOD 3.4 steps 2-5 (step 1, sampling, is done by the caller).
 
     Args:
         in_channels: C of the input features.

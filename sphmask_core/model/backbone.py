@@ -1,4 +1,4 @@
-"""Sparse U-Net backbone (SPEC 1.2), built with spconv.
+"""Sparse U-Net backbone (METHOD 3.1), built with spconv.
 
 The spconv convolution algorithm is chosen once from the device by :func:`conv_algo_for` and
 given explicitly to every convolution layer (the CPU build of spconv only runs ``Native``).

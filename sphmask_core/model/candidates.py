@@ -1,4 +1,4 @@
-"""(query, class) candidates of one scene (SPEC 4.3-4.4), decided before any mask exists.
+"""(query, class) candidates of one scene (METHOD 6.2), decided before any mask exists.
 
 The score of a pair is sqrt(p_class * clamp(IoU, 0, 1)); only the top `topk` pairs can reach
 NMS, so only their queries need a mask. The model uses this to skip the dynamic convolution of

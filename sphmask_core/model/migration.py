@@ -1,6 +1,6 @@
 """Point Migration Head (dynamic convolution), radial migration and mask assembly.
 
-SPEC 1.6 and 2.4. One scalar ``z`` per (query, unit) is both the mask logit and the radial
+METHOD 3.6 and 4.4. One scalar ``z`` per (query, unit) is both the mask logit and the radial
 migration delta: the migrated radius of unit u for query q is ``r_qu - 2 z_qu``, and the unit
 belongs to the query's mask iff that radius lies inside the query's ray for u's sector.
 

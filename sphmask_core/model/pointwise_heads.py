@@ -1,4 +1,4 @@
-"""Point-wise (ISBNet-style) heads on backbone voxel features (SPEC 1.2, last bullets)."""
+"""Point-wise (ISBNet-style) heads on backbone voxel features (METHOD 3.2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Per-query heads (SPEC 1.5) and the superpoint mask tower (SPEC 1.3).
+"""Per-query heads (METHOD 3.5) and the superpoint mask tower (METHOD 3.6).
 
 Queries arrive flattened over the batch as (M, dec_dim). Every layer is a 1x1 Conv1d applied to a
 (1, C, M) view so BatchNorm statistics are taken over all queries of the batch, as in the

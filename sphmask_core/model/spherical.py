@@ -1,4 +1,4 @@
-"""Spherical coordinates, angular sectors and ray targets (SPEC 2.1-2.3).
+"""Spherical coordinates, angular sectors and ray targets (METHOD 4.1-4.3).
 
 Angle convention (the released code's, not the paper's Eq. 1), for v = point - centre:
 

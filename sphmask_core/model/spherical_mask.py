@@ -1,4 +1,4 @@
-"""The Spherical Mask network (SPEC 1.0-1.6, 3, 4): `SphericalMask(cfg)`.
+"""The Spherical Mask network (METHOD 1.1, 3, 5, 6): `SphericalMask(cfg)`.
 
 Data flow of one batch (B scenes, N points, V voxels, U units, K queries per scene):
 points -> voxelize (mean features) -> sparse U-Net (V, D) -> point-wise heads -> foreground
@@ -34,8 +34,8 @@ from sphmask_core.ops.scatter import batch_ids_from_offsets, scatter_mean
 from sphmask_core.ops.voxelize import VoxelMap, voxel_mean, voxelize
 
 STAGES = ("backbone", "full")
-POINTWISE_SCALE_FULL = 0.25  # SPEC 3.4: point-wise losses x0.25 when the whole model trains
-# SPEC 1.3: with this few object voxels in the whole batch the query stage is skipped in training
+POINTWISE_SCALE_FULL = 0.25  # METHOD 5.5: point-wise losses x0.25 when the whole model trains
+# METHOD 3.3: with this few object voxels in the whole batch the query stage is skipped in training
 MIN_OBJECT_VOXELS_TRAIN = 100
 # a scene needs at least 2 object voxels for the query stage (BatchNorm needs > 1 value)
 MIN_OBJECT_VOXELS_SCENE = 2
@@ -63,7 +63,7 @@ class ScenePrediction:
     point_to_voxel: (N_s,) voxel (local to the scene) of every point
     voxel_to_unit:  (V_s,) unit (local) of every voxel, -1 = in no unit (never in a mask)
     unit_xyz:       (U_s, 3) mean position of each unit
-    unit_masks:     (K_m, U_s) bool, spherical mask assembly (SPEC 2.4) of the queries in mask_queries
+    unit_masks:     (K_m, U_s) bool, spherical mask assembly (METHOD 4.4) of the queries in mask_queries
     mask_queries:   (K_m,) ascending query indices that have a mask row: every query on the
                     reference path, only those of the top-k candidates otherwise (the others
                     cannot reach NMS)
@@ -260,7 +260,7 @@ class SphericalMask(nn.Module):
         len2 = lengths.clamp(max=a.n_sample_pa1)
         n_q = a.n_queries
         if train:
-            # a prefix of an FPS sequence is itself FPS (SPEC 1.4)
+            # a prefix of an FPS sequence is itself FPS (METHOD 3.4)
             s2 = torch.arange(n_q, device=obj.device)[None].expand(len(scenes), -1) % len2[:, None]
         else:
             s2 = farthest_point_sample_dense(out1.xyz.detach(), len2, n_q)  # (B', n_q)
@@ -278,7 +278,7 @@ class SphericalMask(nn.Module):
     def _mask_logits(
         self, q: _Queries, units: _Units, mask_feats: Tensor, rows: list[Tensor] | None = None, reference: bool = False
     ) -> list[Tensor]:
-        """z (K_b, U_b) for every scene with queries (dynamic convolution, SPEC 1.6).
+        """z (K_b, U_b) for every scene with queries (dynamic convolution, METHOD 3.6).
 
         rows: per scene, the (ascending) local queries to compute (None = all); z then has one
         row per listed query. reference: the original chunked implementation instead of the
@@ -308,7 +308,7 @@ class SphericalMask(nn.Module):
         """Losses of one batch: "loss" = total, other keys = each term (for logging).
 
         stage "backbone": U-Net + point-wise heads, point-wise losses unscaled.
-        stage "full": point-wise losses x0.25 + instance criterion (SPEC 3.4).
+        stage "full": point-wise losses x0.25 + instance criterion (METHOD 5.5).
         """
         if stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
@@ -373,7 +373,7 @@ class SphericalMask(nn.Module):
         n_u = u1 - u0
         unit = units.unit_of_voxel[v0:v1] - u0  # (V_s,)
         # voxels outside every unit (training subsample) go to one extra unit, dropped below;
-        # rays and boxes are still computed on all the scene's voxels (SPEC 2.3)
+        # rays and boxes are still computed on all the scene's voxels (METHOD 4.3)
         unit = torch.where(unit >= 0, unit, torch.full_like(unit, n_u))
         tgt = build_scene_targets(
             vox.xyz[v0:v1].detach(), vox.instance[v0:v1], vox.semantic[v0:v1], unit, n_u + 1,
@@ -391,7 +391,7 @@ class SphericalMask(nn.Module):
         return self.forward_train(batch, stage) if self.training else self.forward_test(batch)
 
     def forward_test(self, batch: Batch, reference: bool = False) -> list[ScenePrediction]:
-        """Raw per-scene predictions (SPEC 4 steps 1-4); masks by spherical assembly.
+        """Raw per-scene predictions (METHOD 6.1-6.3); masks by spherical assembly.
 
         Masks are computed only for queries among the top-k (query, class) candidates of their
         scene, by the unit-blocked dynamic convolution and the pruned assembly. reference=True
