@@ -35,7 +35,7 @@ NAMED_LABELS: dict[str, LabelSpec] = {
 
 @dataclass
 class AggregatorConfig:
-    """The two local aggregators (set abstraction) that turn object voxels into queries (SPEC 1.4).
+    """The two local aggregators (set abstraction) that turn object voxels into queries (METHOD 3.4).
 
     Attributes:
         n_sample_pa1: FPS samples per scene taken from the object units by the first aggregator
@@ -80,7 +80,7 @@ class AggregatorConfig:
 
 @dataclass
 class QueryHeadConfig:
-    """Per-query heads and the dynamic convolution (SPEC 1.5-1.6).
+    """Per-query heads and the dynamic convolution (METHOD 3.5-3.6).
 
     Attributes:
         dec_dim: hidden width of inst_shared_mlp and of every head.
@@ -103,7 +103,7 @@ class QueryHeadConfig:
 
     def __post_init__(self) -> None:
         _positive(self, ("dec_dim", "n_theta", "n_phi", "num_dyco_layer", "mask_dim", "bn_eps"))
-        # the sector anchors use int(180 / n_theta) and int(360 / n_phi) steps (SPEC 2.2)
+        # the sector anchors use int(180 / n_theta) and int(360 / n_phi) steps (METHOD 4.2)
         if 180 % self.n_theta or 360 % self.n_phi:
             raise ValueError(
                 f"heads.n_theta ({self.n_theta}) must divide 180 and heads.n_phi ({self.n_phi}) must divide 360"
@@ -112,7 +112,7 @@ class QueryHeadConfig:
 
 @dataclass
 class TestConfig:
-    """Inference settings (SPEC 4).
+    """Inference settings (METHOD 6).
 
     Attributes:
         topk_candidates: (query, class) candidates kept by score before NMS (code 90).
@@ -188,14 +188,14 @@ class ModelConfig:
         use_superpoints: pool voxels into superpoints when the input has them; otherwise (and
             always when False) the mask units are voxels.
         voxel_units: which voxels are mask units when there are no superpoints.
-            "object": only voxels passing the foreground filter (SPEC 1.3, the reference's
+            "object": only voxels passing the foreground filter (METHOD 3.3, the reference's
             STPLS3D training); "all": every voxel, as superpoints cover the whole scene, so z also
             learns to reject background and to take object voxels the filter missed (slower to
             train: more units, more imbalance). The same set is used in training (randomly
             capped) and at test (all of them): z means nothing on voxels never supervised.
         max_units_train: without superpoints, unit voxels randomly kept per scene in training
-            (SPEC 1.3: 15000).
-        xyz_feature: how point positions enter as input features. "raw": as given (SPEC 1.1;
+            (METHOD 3.3: 15000).
+        xyz_feature: how point positions enter as input features. "raw": as given (METHOD 2.1;
             ScanNet files are already mean-centred). "floor": per scene, minus the mean x and y
             and minus the lowest z, so a room in its own frame and a gravity-aligned sensor cloud
             (floor at z = -sensor height) give the same features: what a robot's clouds need.

@@ -1,4 +1,4 @@
-"""S3DIS instance metrics at IoU 0.5: mPrec50, mRec50, mMUCov, mMWCov (SPEC 6.4).
+"""S3DIS instance metrics at IoU 0.5: mPrec50, mRec50, mMUCov, mMWCov (METHOD 9.2).
 
 Protocol (as the ISBNet/SoftGroup S3DIS evaluation that produced the published numbers):
 
@@ -31,7 +31,7 @@ S3DIS_CLASS_NAMES: tuple[str, ...] = (
     "ceiling", "floor", "wall", "beam", "column", "window", "door", "chair", "table",
     "bookcase", "sofa", "board", "clutter",
 )
-# SPEC 6.4 encoding for S3DIS: label_id = sem + 1.
+# METHOD 9.2 encoding for S3DIS: label_id = sem + 1.
 S3DIS_LABEL_IDS: tuple[int, ...] = tuple(range(1, 14))
 
 IOU_THRESHOLD = 0.5
@@ -206,7 +206,7 @@ def evaluate_s3dis(
 ) -> dict:
     """S3DIS metrics over scenes; GT ids as in ScanNet (``label_id*1000+inst``, 0 = void).
 
-    ``valid_label_ids`` defaults to ``1..C`` (the SPEC 6.4 encoding ``sem + 1``). Returns
+    ``valid_label_ids`` defaults to ``1..C`` (the METHOD 9.2 encoding ``sem + 1``). Returns
     ``{"mPrec50", "mRec50", "mMUCov", "mMWCov", "per_class", "num_scenes"}``.
     """
     if len(gt_ids) != len(predictions):

@@ -1,4 +1,4 @@
-"""ScanNet benchmark instance-segmentation evaluation (AP, AP50, AP25), SPEC 6.4.
+"""ScanNet benchmark instance-segmentation evaluation (AP, AP50, AP25), METHOD 9.1.
 
 Reproduces the semantics of the official ScanNet benchmark script
 (``BenchmarkScripts/3d_evaluation/evaluate_semantic_instance.py``, current version, whose void

@@ -1,4 +1,4 @@
-"""Instance losses of Spherical Mask (SPEC 3.1-3.4).
+"""Instance losses of Spherical Mask (METHOD 5.1-5.5).
 
 For each scene the queries are matched to ground truth twice: one-to-one (main terms) and with
 every GT duplicated ``dup`` times (auxiliary terms, weighted ``aux_weight``). Per scene each
@@ -7,7 +7,7 @@ scenes of the batch. Point-wise losses are not part of this module (see ``pointw
 
 Margin loss, ``margin_variant``:
 * ``"code"`` (released model): sets by the sign of z vs the GT mask, one soft-margin mean over
-  FP, TP and FN (SPEC 3.2);
+  FP, TP and FN (METHOD 5.3);
 * ``"paper"``: sets by the ray test of the migrated radius (paper Eqs. 5, 6, 9), with separate
   means L_mc over FP and FN and L_sc over TP (Eqs. 7, 11), summed.
 Predicted rays never receive gradient from the margin loss; z does.
@@ -36,12 +36,12 @@ MARGIN_CENTERS = ("union", "pred")
 class LossConfig:
     """Weights and switches of the instance losses (defaults = the released ScanNet model).
 
-    cls/conf/dice/bce/box/giou/margin/coarse_weight: per-term weights (SPEC 3.3; the code's
+    cls/conf/dice/bce/box/giou/margin/coarse_weight: per-term weights (METHOD 5.4; the code's
     "second_l1" = margin + coarse, both weight 1). eos_coef: CE weight of the no-object class.
     dup / aux_weight: duplicated auxiliary matching (0 aux_weight disables it).
     margin_variant: "code" | "paper" (see module doc). margin_center: spherical centre in the
     margin loss, "union" = mean of units in GT mask OR z >= 0 (code) or "pred" = predicted centre.
-    match_*: matching cost weights (SPEC 3.1); match_coarse adds the [rays, centre] L1 (paper).
+    match_*: matching cost weights (METHOD 5.2); match_coarse adds the [rays, centre] L1 (paper).
     class_weights: optional CE weight per instance class (no-object weight is eos_coef).
     """
 
@@ -111,7 +111,7 @@ def margin_loss(
     variant: str = "code",
     center_mode: str = "union",
 ) -> Tensor:
-    """Radial-migration margin loss of the matched queries (SPEC 3.2), a scalar.
+    """Radial-migration margin loss of the matched queries (METHOD 5.3), a scalar.
 
     z: (Q, U) with gradient; gt_masks: (Q, U) {0,1}; rays: (Q, R) (used detached);
     unit_xyz: (U, 3); gt_centers: (Q, 3) fallback centre when a query's union set is empty;

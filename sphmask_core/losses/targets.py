@@ -1,4 +1,4 @@
-"""Per-scene training targets for the instance losses (SPEC 2.3, 3.1).
+"""Per-scene training targets for the instance losses (METHOD 4.3, 5.1).
 
 Masks live on "units": superpoints when the scene has them, otherwise the voxels themselves.
 Rays are computed on the voxels (not the units), as in the reference.

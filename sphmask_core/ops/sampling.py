@@ -1,4 +1,4 @@
-"""Farthest point sampling and ball query in plain PyTorch (SPEC 1.4 steps 1-2, SPEC 9).
+"""Farthest point sampling and ball query in plain PyTorch (METHOD 3.4 steps 1-2, METHOD 2.3).
 
 Two layouts:
 - flat: points of B scenes concatenated, (N, 3), delimited by ``offsets`` (B+1,), as in a Batch;

@@ -1,4 +1,4 @@
-"""Segment pooling helpers in plain PyTorch (replacement for torch_scatter, SPEC 9)."""
+"""Segment pooling helpers in plain PyTorch (replacement for torch_scatter, METHOD 2.3)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Packed-key voxelization in plain PyTorch (SPEC 1.1 and 9: replaces ``voxelization_idx``).
+"""Packed-key voxelization in plain PyTorch (METHOD 2.2 and 2.3: replaces ``voxelization_idx``).
 
 Each scene is shifted so that its minimum scaled coordinate is 0, then floored to integer voxel
 coordinates. A voxel is identified by the packed int64 key ``batch<<48 | x<<32 | y<<16 | z``;
@@ -112,7 +112,7 @@ def voxelize(grid_xyz: torch.Tensor, offsets: torch.Tensor, voxel_size: float) -
 
 
 def voxel_mean(features: torch.Tensor, point_to_voxel: torch.Tensor, n_voxels: int) -> torch.Tensor:
-    """Mean of point ``features`` (N, C) over each voxel -> (V, C); differentiable (SPEC 1.1 mode 4)."""
+    """Mean of point ``features`` (N, C) over each voxel -> (V, C); differentiable (METHOD 2.2)."""
     if features.dim() != 2:
         raise ValueError(f"features must have shape (N, C), got {tuple(features.shape)}")
     return scatter_mean(features, point_to_voxel, n_voxels)
