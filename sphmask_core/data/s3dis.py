@@ -1,4 +1,4 @@
-"""S3DIS (SPEC 6.2): raw rooms of Stanford3dDataset_v1.2_Aligned_Version and the per-room .pth files.
+"""S3DIS (METHOD 8.2): raw rooms of Stanford3dDataset_v1.2_Aligned_Version and the per-room .pth files.
 
 Raw layout: `<root>/Area_k/<room>/<room>.txt` (x y z r g b per line, whitespace separated) with
 `<root>/Area_k/<room>/Annotations/<class>_<i>.txt` (same columns), one file per object.
@@ -20,9 +20,9 @@ Scene built from a room (`room_to_scene`, used for both layouts):
   only "metres", and centred float32 keeps millimetres at S3DIS building coordinates).
 - rgb = raw / 127.5 - 1, the same mapping as ScanNet, so the stored 0-255 floats become [-1, 1].
 - semantic 0..12 (S3DIS_LABELS). instance: with `stuff_instances=False` (default, training with
-  label_shift 2, SPEC 6.2) ceiling and floor points are set to -100 and the remaining ids
+  label_shift 2, METHOD 8.2) ceiling and floor points are set to -100 and the remaining ids
   compacted; `stuff_instances=True` keeps every annotated object (S3DIS evaluation counts ceiling
-  and floor instances, SPEC 6.4), which then does not validate against S3DIS_LABELS.
+  and floor instances, METHOD 9.2), which then does not validate against S3DIS_LABELS.
 
 Splits: Areas 1, 2, 3, 4, 6 train, Area 5 validation (`parse_areas`).
 """

@@ -1,4 +1,4 @@
-"""ScanNetV2 (SPEC 6.1): raw scan folders, the preprocessed `_inst_nostuff.pth` files, the converter.
+"""ScanNetV2 (METHOD 8.1): raw scan folders, the preprocessed `_inst_nostuff.pth` files, the converter.
 
 Raw layout, one folder per scan: `<root>/<scene>/` with
   `<scene>_vh_clean_2.ply`                  mesh vertices (x y z red green blue alpha) + faces
@@ -58,7 +58,7 @@ from sphmask_core.data.errors import DatasetError
 from sphmask_core.data.ply import read_ply
 from sphmask_core.data.scene import IGNORE_LABEL, SCANNET_LABELS, Scene, _compact_ids
 
-# SPEC 6.1: NYU40 ids of the 20 benchmark classes, in SCANNET_LABELS order.
+# METHOD 8.1: NYU40 ids of the 20 benchmark classes, in SCANNET_LABELS order.
 NYU40_BENCHMARK_IDS: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14, 16, 24, 28, 33, 34, 36, 39)
 NYU40_WALL, NYU40_FLOOR = 1, 2
 LABELS_TSV = "scannetv2-labels.combined.tsv"

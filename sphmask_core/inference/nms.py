@@ -1,4 +1,4 @@
-"""Non-maximum suppression over binary instance masks (SPEC 4.7).
+"""Non-maximum suppression over binary instance masks (METHOD 6.4).
 
 ``matrix_nms`` is the Gaussian, label-specific Matrix NMS of SOLOv2 used by the released model
 (no score threshold); ``greedy_nms`` is the class-wise hard NMS of the S3DIS configuration;

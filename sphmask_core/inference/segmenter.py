@@ -1,4 +1,4 @@
-"""`Segmenter`: raw point cloud in, `Instances` out (SPEC 4).
+"""`Segmenter`: raw point cloud in, `Instances` out (METHOD 6).
 
     seg = Segmenter.from_checkpoint()            # shipped small synthetic model, cuda if available
     inst = seg(xyz, rgb)                         # xyz (N, 3) metres, rgb (N, 3) in [-1, 1] or None
@@ -93,7 +93,7 @@ def rotate_z(xyz: np.ndarray, angle: float) -> np.ndarray:
 
 
 def superpoint_refine(point_masks: Tensor, superpoint: Tensor) -> Tensor:
-    """A superpoint joins a mask iff >= 50% of its points are in it (SPEC 4.8). (K, N) -> (K, N)."""
+    """A superpoint joins a mask iff >= 50% of its points are in it (METHOD 6.6). (K, N) -> (K, N)."""
     n_sp = int(superpoint.max()) + 1 if superpoint.numel() else 0
     sizes = torch.bincount(superpoint, minlength=n_sp).to(torch.float32)  # (S,)
     inside = torch.zeros(point_masks.shape[0], n_sp, device=point_masks.device)
@@ -147,7 +147,7 @@ def postprocess(
     centers_to_input: np.ndarray | None = None,
     reference: bool = False,
 ) -> Instances:
-    """SPEC 4 steps 3, 5-9 on one scene's raw predictions -> Instances (timings left empty).
+    """METHOD 6.2-6.7 on one scene's raw predictions -> Instances (timings left empty).
 
     xyz (N, 3): the scene's points in the frame the instances are reported in (used for boxes);
     superpoint (N,) enables superpoint refinement when `test_cfg.superpoint_refinement`;
@@ -163,7 +163,7 @@ def postprocess(
         return empty
     probs = pred.class_probs  # (K, C + 1)
     conf = pred.conf.clamp(0.0, 1.0)  # (K,)
-    # SPEC 4.3: no query predicts a foreground class -> nothing to report
+    # METHOD 6.2: no query predicts a foreground class -> nothing to report
     cand = select_candidates(probs, pred.conf, n_cls, test_cfg.topk_candidates)
     if cand is None:
         return empty

@@ -1,4 +1,4 @@
-"""Query-to-ground-truth assignment (SPEC 3.1).
+"""Query-to-ground-truth assignment (METHOD 5.2).
 
 The released model's cost is 0.5 * (-p_cls) + 0.2 * (-conf) + 0.2 * (-GIoU): no mask term.
 ``MatchWeights.coarse`` optionally adds the L1 distance between predicted and target

@@ -1,4 +1,4 @@
-"""Point-wise (ISBNet) losses on voxels (SPEC 3.5).
+"""Point-wise (ISBNet) losses on voxels (METHOD 5.6).
 
 Offsets are predicted per voxel p: centroid offset = instance centroid - p; corner offsets =
 (instance min xyz - p, instance max xyz - p). Instance centroids and AABBs are computed here from
