@@ -40,7 +40,7 @@ class TrainItem:
 
 
 def subsample_scene(scene: Scene, fraction: float, rng: np.random.Generator) -> Scene:
-    """Keep a random `fraction` of the points (S3DIS trains on 25 % per load, SPEC 5.2)."""
+    """Keep a random `fraction` of the points (S3DIS trains on 25 % per load, METHOD 7.3)."""
     if fraction >= 1.0:
         return scene
     n = len(scene.xyz)

@@ -1,10 +1,10 @@
-"""Training augmentation (SPEC 5.1): jitter, z-rotation, x/y flips, elastic distortion, colour
+"""Training augmentation (METHOD 7.2): jitter, z-rotation, x/y flips, elastic distortion, colour
 shift and the point-budget crop. Every random choice comes from the `np.random.Generator` passed
 in, so a seeded generator reproduces an augmentation exactly.
 
 `augment_scene` returns the augmented Scene (its xyz are the positions before elastic distortion,
 used as the xyz feature) and `grid_xyz`, the elastically distorted positions that voxel
-coordinates are computed from. Both are in metres; the SPEC's voxel-unit parameters are
+coordinates are computed from. Both are in metres; the voxel-unit parameters of METHOD 7.2 are
 converted with `AugmentConfig.voxel_size`.
 """
 
@@ -31,7 +31,7 @@ class AugmentConfig:
     flip_p: float = 0.5  # per axis (x and y independently)
     rotate: bool = True  # about z, uniform in [0, 2 pi)
     elastic: bool = True
-    # (granularity, magnitude) pairs in voxels, applied in order; SPEC 5.1 (Spherical Mask).
+    # (granularity, magnitude) pairs in voxels, applied in order; METHOD 7.2 (Spherical Mask).
     # ISBNet uses ((6, 40), (20, 160)). As in the reference code the noise grid's node spacing
     # is 2 * granularity.
     elastic_params: tuple[tuple[float, float], ...] = ((10.0, 60.0), (30.0, 180.0))

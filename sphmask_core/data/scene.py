@@ -80,7 +80,7 @@ SYNTHETIC_LABELS = LabelSpec(
     label_shift=2,
 )
 
-# SPEC 6.1: NYU40 ids [1,2,3,4,5,6,7,8,9,10,11,12,14,16,24,28,33,34,36,39] -> 0..19.
+# METHOD 8.1: NYU40 ids [1,2,3,4,5,6,7,8,9,10,11,12,14,16,24,28,33,34,36,39] -> 0..19.
 SCANNET_LABELS = LabelSpec(
     semantic_names=(
         "wall", "floor", "cabinet", "bed", "chair", "sofa", "table", "door", "window",
@@ -90,7 +90,7 @@ SCANNET_LABELS = LabelSpec(
     label_shift=2,
 )
 
-# SPEC 6.2: semantic ids 0..12; ceiling/floor are stuff in training (label_shift 2).
+# METHOD 8.2: semantic ids 0..12; ceiling/floor are stuff in training (label_shift 2).
 S3DIS_LABELS = LabelSpec(
     semantic_names=(
         "ceiling", "floor", "wall", "beam", "column", "window", "door", "table", "chair", "sofa",
@@ -99,7 +99,7 @@ S3DIS_LABELS = LabelSpec(
     label_shift=2,
 )
 
-# SPEC 6.3: STPLS3D Synthetic_v3, semantic 0 = ground, 14 instance classes (label_shift 1).
+# METHOD 8.3: STPLS3D Synthetic_v3, semantic 0 = ground, 14 instance classes (label_shift 1).
 # Names as the STPLS3D release / ISBNet's STPLS3D dataset class call them.
 STPLS3D_LABELS = LabelSpec(
     semantic_names=(

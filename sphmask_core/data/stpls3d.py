@@ -1,4 +1,4 @@
-"""STPLS3D Synthetic_v3 (SPEC 6.3): whole-scene text files cut into blocks, and the block .pth files.
+"""STPLS3D Synthetic_v3 (METHOD 8.3): whole-scene text files cut into blocks, and the block .pth files.
 
 Input: `<n>_points_GTv3.txt` (the leading number is the scene number), one point per line,
 `x y z r g b semantic instance`, comma or whitespace separated (a header line is skipped).
