@@ -16,7 +16,7 @@ every output point to its model point (voxel), -1 when the cap dropped that voxe
 predictions broadcast back to every output point with one gather.
 
 Voxels. ``voxel_downsample`` keeps one point per occupied voxel whose xyz and rgb are the MEAN
-of its points (the model voxelizes by the mean too, SPEC 1.1), and returns the inverse map.
+of its points (the model voxelizes by the mean too, METHOD 2.2), and returns the inverse map.
 """
 
 from __future__ import annotations

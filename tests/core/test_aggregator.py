@@ -29,7 +29,7 @@ def _apply(seq: nn.Sequential, x: np.ndarray) -> np.ndarray:
 
 
 def _reference(agg, xyz, feats, boxes, lengths, idx):
-    """SPEC 1.4 steps 2-5 written per query with explicit loops."""
+    """METHOD 3.4 steps 2-5 written per query with explicit loops."""
     out = []
     for b in range(xyz.shape[0]):
         p, f = xyz[b, : lengths[b]], feats[b, : lengths[b]]
@@ -106,7 +106,7 @@ def test_translation_invariant_and_padding_ignored():
 def test_train_mode_backward_and_prefix_samples():
     agg1 = LocalAggregator(32, [32, 64], [64], radius=0.2, k=32, k_post=64)
     agg2 = LocalAggregator(64, [64, 128], [128], radius=0.4, k=32, k_post=32)
-    assert count_parameters(agg1) + count_parameters(agg2) == 204_288  # SPEC 1.7: ~204 k
+    assert count_parameters(agg1) + count_parameters(agg2) == 204_288  # METHOD 3.7: ~204 k
     g = torch.Generator().manual_seed(4)
     xyz = torch.rand(2, 3000, 3, generator=g) * 2
     feats = torch.randn(2, 3000, 32, generator=g, requires_grad=True)

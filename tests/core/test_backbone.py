@@ -10,7 +10,7 @@ SMALL = BackboneConfig(in_channels=6, base_channels=16, levels=4, blocks_per_lev
 
 
 def _expected_unet_params(cfg: BackboneConfig) -> int:
-    """Closed-form count from SPEC 1.2 (bias-free convs, affine BN = 2C each)."""
+    """Closed-form count from METHOD 3.1 (bias-free convs, affine BN = 2C each)."""
     ch = cfg.channels
     n = 27 * cfg.in_channels * ch[0] + 2 * ch[0]  # input conv + output BN
     for i, c in enumerate(ch):
@@ -92,7 +92,7 @@ def test_pointwise_heads_shapes_init_and_boxes():
 
     torch.manual_seed(0)
     heads = PointwiseHeads(32, 20)
-    assert count_parameters(heads) == 4 * (32 * 32 + 32 + 64) + (32 + 1) * (20 + 3 + 6 + 1)  # 5470 (SPEC 1.7)
+    assert count_parameters(heads) == 4 * (32 * 32 + 32 + 64) + (32 + 1) * (20 + 3 + 6 + 1)  # 5470 (METHOD 3.7)
     last = heads.semantic[3]
     assert float(last.bias.abs().max()) == 0.0 and 0.005 < float(last.weight.std()) < 0.015
     out = heads(torch.randn(50, 32))

@@ -1,4 +1,4 @@
-"""Hungarian and duplicated matching on small cost matrices with known answers (SPEC 3.1)."""
+"""Hungarian and duplicated matching on small cost matrices with known answers (METHOD 5.2)."""
 
 from __future__ import annotations
 

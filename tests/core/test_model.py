@@ -73,7 +73,7 @@ def test_full_stage_every_parameter_gets_a_gradient(scene20k: Scene) -> None:
     assert missing == []
     assert all(torch.isfinite(p.grad).all() for p in model.parameters())
     # Documented unused output: the last dynamic-conv bias (b2) is generated but never applied
-    # (SPEC 1.6), so the kernel generator's last output channel gets exactly zero gradient.
+    # (METHOD 3.6), so the kernel generator's last output channel gets exactly zero gradient.
     last = model.query_heads.kernel_head[-1]
     assert float(last.weight.grad[-1].abs().sum()) == 0.0 and float(last.bias.grad[-1]) == 0.0
     assert float(last.weight.grad[:-1].abs().sum()) > 0.0
