@@ -39,7 +39,7 @@ OFFICIAL = "official"
 ISBNET = "isbnet"
 KINDS = (OFFICIAL, ISBNET)
 
-# Modules the authors build but whose outputs no loss or prediction reads (SPEC 1.5): reported,
+# Modules the authors build but whose outputs no loss or prediction reads (METHOD 10.2): reported,
 # not converted. `criterion.*` holds the loss's class weights and the same dead mask head again.
 UNUSED_PREFIXES = ("inst_mask_head_angular.", "inst_inside_mask.", "inside_mask_head.", "norm.", "criterion.")
 # Only in a Spherical Mask checkpoint: the ray and centre heads.

@@ -1,4 +1,4 @@
-"""Box IoU, scene targets, margin loss, instance criterion and point-wise losses (SPEC 3)."""
+"""Box IoU, scene targets, margin loss, instance criterion and point-wise losses (METHOD 5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Dynamic convolution, radial migration and mask assembly (SPEC 1.6, 2.4)."""
+"""Dynamic convolution, radial migration and mask assembly (METHOD 3.6, 4.4)."""
 
 from __future__ import annotations
 

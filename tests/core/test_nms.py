@@ -1,4 +1,4 @@
-"""Matrix NMS and greedy NMS on hand-made masks (SPEC 4.7)."""
+"""Matrix NMS and greedy NMS on hand-made masks (METHOD 6.4)."""
 
 from __future__ import annotations
 

@@ -142,7 +142,7 @@ class _Authors:
             n_params = (m + 6) * m + m * (m // 2) + m // 2 + m + m // 2 + 1
         self.conv_blocks("inst_mask_head", DEC, 2, n_params)
         self.t("criterion.empty_weight", N_INST + 1)
-        if spherical:  # built, never used (SPEC 1.5)
+        if spherical:  # built, never used (METHOD 10.2)
             self.conv_blocks("inst_mask_head_angular", DEC, 2, 32)
             self.generic_mlp("inst_inside_mask", c, [32, 32, 32], 32, conv=False)
             for prefix in ("inside_mask_head", "criterion.inside_mask_head"):

@@ -1,4 +1,4 @@
-"""Spherical conversion, sectors, ray targets and ray polygons (SPEC 2.1-2.3)."""
+"""Spherical conversion, sectors, ray targets and ray polygons (METHOD 4.1-4.3)."""
 
 from __future__ import annotations
 

@@ -26,4 +26,4 @@ def test_translation_of_a_scene_changes_nothing():
 
 def test_switch_per_config():
     assert load_model_config("small").xyz_feature == "floor"
-    assert load_model_config("full_scannet").xyz_feature == "raw"  # SPEC 1.1 parity
+    assert load_model_config("full_scannet").xyz_feature == "raw"  # METHOD 2.1 parity
