@@ -74,3 +74,19 @@ def test_export_train_resume_eval(synthetic_bags, tmp_path, capsys):
                      "--renders", "0", "--min-region-size", "10", "--no-progress"]) == 0
     other_metrics = json.loads((tmp_path / "ev2" / "report.json").read_text())["metrics"]
     assert all(v.get("AP25") is None or np.isnan(v["AP25"]) for v in other_metrics["per_class"].values())
+
+
+def test_node_pipeline_refuses_a_backbone_checkpoint(tmp_path):
+    import pytest
+
+    from sphmask_core.checkpoint import CheckpointError, config_from_checkpoint, save_checkpoint
+    from sphmask_core.pretrained import default_checkpoint_path
+    from sphmask_ros.params import NodeParams
+    from sphmask_ros.pipeline import Pipeline
+
+    shipped = load_checkpoint(default_checkpoint_path())
+    bb = tmp_path / "bb.pt"
+    save_checkpoint(bb, shipped["model"], config_from_checkpoint(shipped), shipped["class_names"],
+                    shipped["label_spec"], train_config={**shipped["train_config"], "stage": "backbone"})
+    with pytest.raises(CheckpointError, match="backbone stage"):
+        Pipeline.from_params(NodeParams(checkpoint=str(bb), device="cpu"), warmup=False)
