@@ -304,7 +304,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--split", default="val", help="dataset split (--dataset), default val")
     parser.add_argument("--classes", type=Path, default=None,
                         help="classes YAML of --dataset folder (the file training's dataset.classes took)")
-    parser.add_argument("--out", type=Path, required=True, help="output folder (must not exist, see --overwrite)")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (new or empty; see --overwrite)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing --out folder (its old pred/gt files are removed)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
