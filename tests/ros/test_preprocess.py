@@ -246,7 +246,7 @@ def test_voxel_methods_agree_with_colour() -> None:
 def test_voxel_downsample_rejects_bad_input() -> None:
     with pytest.raises(ValueError, match="too many"):
         voxel_downsample(np.array([[0, 0, 0], [1e4, 1e4, 1e4]]), None, 0.01, method="dense")
-    with pytest.raises(ValueError, match="input_voxel_size"):
+    with pytest.raises(ValueError, match="voxel_size must be > 0"):
         voxel_downsample(np.zeros((2, 3)), None, 0.0)
     with pytest.raises(ValueError, match="shape"):
         voxel_downsample(np.zeros((2, 2)), None, 0.1)
