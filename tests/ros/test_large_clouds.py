@@ -81,10 +81,10 @@ def test_multi_mb_best_effort_clouds_from_another_process_arrive(graph, height, 
     # DDS delivered >= 95 % of the clouds whole: published (the publisher's sequence numbers,
     # as the node saw them) minus lost. Clouds the reader held but the busy executor (2 shared
     # cores) let the next one replace before the callback took them were delivered, not lost;
-    # most clouds must still reach the callback itself.
+    # at least half must still reach the callback itself (without the profile: 1-4 of 30).
     counts = f"sent {sent}, published {published}, lost {lost}, received {received}"
     assert published - lost >= 0.95 * sent, f"{height}x{width}: {counts}"
-    assert received >= 0.75 * sent, f"only {received} of {sent} reached the callback"
+    assert received >= 0.5 * sent, f"only {received} of {sent} reached the callback"
 
 
 def test_transport_loss_without_the_profile_shows_in_diagnostics(graph):
