@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest
@@ -106,8 +105,14 @@ def test_truncated_file(saved, tmp_path) -> None:
 
 
 def test_garbage_file(tmp_path) -> None:
+    # seeded: random bytes once raised a bare KeyError from torch's unpickler (opcode 98)
+    rng = np.random.default_rng(0)
     junk = tmp_path / "junk.pt"
-    junk.write_bytes(os.urandom(4096))
+    for size in [4096] * 200 + [1, 7, 64]:
+        junk.write_bytes(rng.integers(0, 256, size, dtype=np.uint8).tobytes())
+        with pytest.raises(CheckpointError, match="truncated or corrupt"):
+            load_checkpoint(junk)
+    junk.write_bytes(b"b" + bytes(40))  # the payload kind that raised KeyError: 98 ('b' = BUILD)
     with pytest.raises(CheckpointError, match="truncated or corrupt"):
         load_checkpoint(junk)
 
