@@ -10,7 +10,10 @@ lighting. A scene (`generate_scene`) is one of:
 - "scan": several RGB-D frames from robot-height poses, merged in the world frame;
 - "frame": one RGB-D frame; "lidar": one to three rotating-LiDAR sweeps (no colour: rgb 0);
 - "negative": an empty room, a clutter-only room or a cloud of uniform noise, with no instance;
-- "classic": a room of the original box generator (`synthetic.generate_scene`).
+- "classic": a room of the original box generator (`synthetic.generate_scene`);
+- "classic_frame": one frame of that generator's moving sensor (`synthetic.generate_frames`), in
+  the sensor frame and capped like the frames `sphmask-bag record-synthetic` writes (what the demo
+  plays into the node).
 
 `split="train"` uses only the training families and layout styles, `split="heldout"` only the
 held-out ones, so validation on held-out rooms measures generalisation to unseen shapes and
@@ -28,11 +31,11 @@ from . import shape_families as sf
 from .primitives import BOX, CYLINDER, Primitives, rot_z
 from .scene import IGNORE_LABEL, SYNTHETIC_LABELS, Scene
 from .sensors import LidarConfig, RGBDConfig, SensorPoints, camera_pose, simulate_lidar, simulate_rgbd
-from .synthetic import SyntheticConfig, _Footprint, _overlap
+from .synthetic import SensorConfig, SyntheticConfig, _Footprint, _overlap, generate_frames
 from .synthetic import generate_scene as generate_classic_scene
 
 WALL, FLOOR = 0, 1
-SCENE_KINDS = ("classic", "scan", "frame", "lidar", "negative")
+SCENE_KINDS = ("classic", "scan", "frame", "lidar", "negative", "classic_frame")
 SPLITS = ("train", "heldout")
 ROOM_SHAPES = {"train": ("rect", "l_shape", "two_rooms"), "heldout": ("u_shape",)}
 LAYOUT_STYLES = {"train": ("perimeter", "clustered"), "heldout": ("rows",)}
@@ -41,8 +44,8 @@ LAYOUT_STYLES = {"train": ("perimeter", "clustered"), "heldout": ("rows",)}
 @dataclass
 class RandomizedConfig:
     split: str = "train"  # "train": training families and styles only; "heldout": held-out ones only
-    # relative frequency of classic / scan / frame / lidar / negative scenes
-    mix: tuple[float, float, float, float, float] = (0.2, 0.35, 0.15, 0.15, 0.15)
+    # relative frequency of classic / scan / frame / lidar / negative / classic_frame scenes
+    mix: tuple[float, ...] = (0.2, 0.35, 0.15, 0.15, 0.15, 0.0)
     n_objects_range: tuple[int, int] = (6, 14)
     room_size_range: tuple[float, float] = (4.0, 8.0)
     scan_frames_range: tuple[int, int] = (4, 7)
@@ -51,6 +54,7 @@ class RandomizedConfig:
     max_points: int = 45000  # larger scenes are thinned uniformly
     min_instance_points: int = 30  # smaller visible remnants become unlabelled
     classic_density: float = 400.0  # surface density of "classic" scenes (the shipped model's)
+    classic_frame_points: int = 20000  # cap of a "classic_frame" (record-synthetic's default)
     color_noise: float = 0.03
 
     def validate(self) -> "RandomizedConfig":
@@ -64,8 +68,8 @@ class RandomizedConfig:
             raise ValueError(f"room_size_range {self.room_size_range} must be ordered and >= 3 m")
         if not 1 <= self.scan_frames_range[0] <= self.scan_frames_range[1]:
             raise ValueError(f"scan_frames_range {self.scan_frames_range} must be ordered and >= 1")
-        if self.max_points < 100 or self.min_instance_points < 1:
-            raise ValueError("max_points must be >= 100 and min_instance_points >= 1")
+        if self.max_points < 100 or self.min_instance_points < 1 or self.classic_frame_points < 100:
+            raise ValueError("max_points and classic_frame_points must be >= 100, min_instance_points >= 1")
         return self
 
 
@@ -596,6 +600,8 @@ def generate_scene(seed: int, cfg: RandomizedConfig | None = None, kind: str | N
         scene = generate_classic_scene(seed, SyntheticConfig(density=cfg.classic_density))
         scene.name = name
         return scene
+    if kind == "classic_frame":
+        return classic_frame_scene(seed, cfg, rng, name)
     if kind == "negative":
         return negative_scene(seed, cfg, NEGATIVE_VARIANTS[int(rng.integers(3))], rng)
     room = build_room(seed, cfg.split, cfg.n_objects_range, cfg.room_size_range)
@@ -603,6 +609,20 @@ def generate_scene(seed: int, cfg: RandomizedConfig | None = None, kind: str | N
 
 
 NEGATIVE_VARIANTS = ("empty", "clutter", "noise")
+
+
+def classic_frame_scene(seed: int, cfg: RandomizedConfig, rng: np.random.Generator, name: str) -> Scene:
+    """One frame, at a random step of its path, of the original generator's moving sensor: points
+    in the sensor frame, at the density `record-synthetic` uses, capped to a sorted random subset."""
+    n_frames = 6  # visibility is computed per frame: a short path is as varied and 5x cheaper
+    _, frames = generate_frames(seed, SyntheticConfig(density=1000.0), n_frames, SensorConfig())
+    f = frames[int(rng.integers(n_frames))]
+    keep = np.arange(f.xyz.shape[0])
+    if keep.size > cfg.classic_frame_points:
+        keep = np.sort(rng.choice(keep.size, size=cfg.classic_frame_points, replace=False))
+    rgb01 = (f.rgb[keep].astype(np.float64) + 1.0) / 2.0
+    return _labelled_scene(f.xyz[keep], rgb01, f.semantic[keep].copy(), f.instance[keep],
+                           cfg.min_instance_points, name)
 
 
 def negative_scene(seed: int, cfg: RandomizedConfig | None = None, variant: str = "empty",

@@ -143,12 +143,32 @@ def test_lidar_scene_has_no_colour():
 # --------------------------------------------------------------------------- determinism
 
 
-@pytest.mark.parametrize("kind", ["scan", "frame", "lidar", "negative"])
+@pytest.mark.parametrize("kind", ["scan", "frame", "lidar", "negative", "classic_frame"])
 def test_scenes_are_deterministic_by_seed_and_differ_between_seeds(kind):
     a, b, c = rz.generate_scene(5, SMALL, kind), rz.generate_scene(5, SMALL, kind), rz.generate_scene(6, SMALL, kind)
     for f in ("xyz", "rgb", "semantic", "instance"):
         np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
     assert a.xyz.shape != c.xyz.shape or not np.array_equal(a.xyz, c.xyz)
+
+
+def test_classic_frame_is_one_sensor_frame_of_the_original_generator():
+    from sphmask_core.data.synthetic import SensorConfig, SyntheticConfig, generate_frames
+
+    cfg = rz.RandomizedConfig(classic_frame_points=3000)
+    scene = rz.generate_scene(3, cfg, "classic_frame")
+    assert scene.xyz.shape == (3000, 3)
+    _, frames = generate_frames(3, SyntheticConfig(density=1000.0), 6, SensorConfig())
+    # every point is a point of one of the generator's frames, in that sensor's coordinates
+    match = [np.isin(scene.xyz.view("V12").ravel(), f.xyz.view("V12").ravel()).all() for f in frames]
+    assert sum(match) == 1
+    f = frames[match.index(True)]
+    row = {p.tobytes(): k for k, p in enumerate(f.xyz)}
+    src = np.array([row[p.tobytes()] for p in scene.xyz])
+    assert np.all(np.diff(src) > 0)  # a sorted subset: the frame's point order is kept
+    labelled = scene.semantic >= 0
+    np.testing.assert_array_equal(scene.semantic[labelled], f.semantic[src][labelled])
+    ids = scene.instance[scene.instance >= 0]
+    assert ids.size and set(np.unique(ids)) == set(range(int(ids.max()) + 1))  # contiguous ids
 
 
 def test_negative_scenes_have_no_instances_and_noise_is_uniform():
