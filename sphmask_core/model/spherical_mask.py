@@ -147,6 +147,12 @@ class SphericalMask(nn.Module):
         self.mask_tower = MaskTower(d, h.mask_dim, h.bn_eps)
         self.criterion = InstanceCriterion(cfg.loss, cfg.n_classes, h.n_theta, h.n_phi,
                                            voxel_scale=cfg.voxel_scale)
+        sem_w = cfg.loss.semantic_weights
+        if sem_w is not None and len(sem_w) != cfg.labels.n_semantic:
+            raise ValueError(f"loss.semantic_weights needs {cfg.labels.n_semantic} values (one per semantic "
+                             f"class, stuff included), got {len(sem_w)}")
+        # a buffer follows the model's device and is no parameter (checkpoints stay compatible)
+        self.register_buffer("_semantic_weights", None if sem_w is None else torch.tensor(sem_w), persistent=False)
         self._algo_device_type = "cpu"
 
     # ------------------------------------------------------------------------------ stages
@@ -318,6 +324,7 @@ class SphericalMask(nn.Module):
         pw_losses = pointwise_losses(
             pw["semantic"], pw["centroid_offset"], pw["corner_offset"], pw["box_conf"],
             vox.xyz, vox.semantic, vox.instance, voxel_scale=self.cfg.voxel_scale,
+            class_weights=self._semantic_weights,
         )
         out = {f"pw_{t}_loss": pw_losses[t] for t in POINTWISE_TERMS}
         out["pointwise_loss"] = pw_losses["loss"]

@@ -60,6 +60,25 @@ def test_backbone_stage_forward_backward(scene20k: Scene) -> None:
     assert all(p.grad is None for p in model.query_heads.parameters())
 
 
+def test_semantic_weights_weight_the_pointwise_semantic_loss(scene20k: Scene) -> None:
+    # weight 1 on wall, 0 elsewhere is the plain loss over the voxels labelled wall alone
+    wall_only = apply_overrides(load_model_config("small"), {"loss.semantic_weights": [1.0] + [0.0] * 11})
+    torch.manual_seed(0)
+    plain = SphericalMask(load_model_config("small"))
+    weighted = SphericalMask(wall_only)
+    weighted.load_state_dict(plain.state_dict())
+    relabelled = Scene(scene20k.xyz, scene20k.rgb, np.where(scene20k.semantic == 0, 0, -100),
+                       np.full_like(scene20k.instance, -100), name="walls")
+    assert (scene20k.semantic == 0).any() and (scene20k.semantic > 0).any()
+    got = weighted.forward_train(collate([scene20k]), stage="backbone")["pw_semantic_loss"]
+    want = plain.forward_train(collate([relabelled]), stage="backbone")["pw_semantic_loss"]
+    everything = plain.forward_train(collate([scene20k]), stage="backbone")["pw_semantic_loss"]
+    torch.testing.assert_close(got, want)
+    assert not torch.allclose(got, everything)
+    with pytest.raises(ValueError, match="semantic_weights needs 12 values"):
+        SphericalMask(apply_overrides(load_model_config("small"), {"loss.semantic_weights": [1.0] * 3}))
+
+
 def test_full_stage_every_parameter_gets_a_gradient(scene20k: Scene) -> None:
     torch.manual_seed(0)
     model = SphericalMask(_all_object_cfg())
