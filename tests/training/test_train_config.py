@@ -159,3 +159,4 @@ def test_s3dis_config_takes_isbnet_s3dis_test_settings() -> None:
     test = build_model_config(load_train_config(CONFIG_DIR / "s3dis_area5.yaml")).test
     assert (test.filter_bg_thresh, test.npoint_thresh, test.nms, test.nms_iou_threshold) == (0.4, 400, "greedy", 0.2)
     assert test.nms_topk == -1
+    assert test.x4_split
