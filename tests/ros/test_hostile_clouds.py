@@ -23,7 +23,6 @@ from sphmask_ros.diagnostics import (
     plausible_latency,
 )
 from sphmask_ros.pointcloud2 import CloudError, decode_cloud, dtype_from_fields, encode_cloud
-from test_node import checkpoint  # noqa: F401  (fixture: a small randomly initialised model)
 
 F32 = PointField.FLOAT32
 
