@@ -6,8 +6,8 @@ starts before its own subscriber is there. `claim_domain` takes an id only when
 
 - no other process of ours holds it: an exclusive `flock` on a file per id, held as long as the
   returned claim lives (released by the kernel even if the process dies), and
-- no ROS participant answers in it: a probe node on loopback discovery sees no other node
-  within `probe_s`.
+- no ROS graph uses it: no process on this host has bound the id's DDS discovery ports, and a
+  probe node on loopback discovery sees no other node within `probe_s`.
 
 `python -m sphmask_ros.ros_domain` prints a free id (for shell scripts; the lock ends with that
 process, the graph check is what protects a script's later processes).
@@ -15,8 +15,10 @@ process, the graph check is what protects a script's later processes).
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import socket
 import sys
 import tempfile
 import time
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterable
 
-__all__ = ["DomainClaim", "claim_domain", "graph_is_empty"]
+__all__ = ["DomainClaim", "claim_domain", "graph_is_empty", "participant_ids_in_use"]
 
 # Fast DDS derives UDP ports from the id; ids up to 232 are valid on Linux. 0 is the default
 # domain that robots use, so it is never taken.
@@ -58,8 +60,43 @@ def _try_lock(domain_id: int) -> IO[str] | None:
     return f
 
 
+# RTPS well-known ports (the DDS interoperability spec, Fast DDS and Cyclone DDS alike): the
+# participant with id p in domain d receives discovery traffic on unicast port
+# 7400 + 250 d + 10 + 2 p, which it binds exclusively (that is how DDS picks free ids).
+PORT_BASE, DOMAIN_GAIN, UNICAST_OFFSET, PARTICIPANT_GAIN = 7400, 250, 10, 2
+MAX_PARTICIPANTS = 32  # ids are handed out lowest first: a graph always holds some of the first
+
+
+def participant_ids_in_use(domain_id: int, max_participants: int = MAX_PARTICIPANTS) -> list[int]:
+    """Participant ids of `domain_id` whose discovery port some process on this host has bound."""
+    first = PORT_BASE + DOMAIN_GAIN * domain_id + UNICAST_OFFSET
+    used = []
+    for pid in range(max_participants):
+        port = first + PARTICIPANT_GAIN * pid
+        if port > 65535:
+            break
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                used.append(pid)
+        finally:
+            sock.close()
+    return used
+
+
 def graph_is_empty(domain_id: int, probe_s: float = 0.5) -> bool:
-    """True when no ROS node of another participant shows up in `domain_id` within `probe_s`."""
+    """True when no DDS participant on this host uses `domain_id` and no ROS node shows up in it
+    within `probe_s`.
+
+    The port check is exact and instant for participants on this host; the node probe covers
+    the rest (a transport without UDP), but discovery of a running graph can take seconds under
+    load (a probe of a second once missed a live node on a busy 2-core machine), so it alone is
+    not enough.
+    """
+    if participant_ids_in_use(domain_id):
+        return False
     import rclpy
 
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import rclpy
 
-from sphmask_ros.ros_domain import claim_domain, graph_is_empty
+from sphmask_ros.ros_domain import claim_domain, graph_is_empty, participant_ids_in_use
 
 
 def _free_pair() -> tuple[int, int]:
@@ -23,13 +23,16 @@ def test_domain_with_a_live_node_is_not_claimed():
     node = rclpy.create_node("someone_elses_robot", context=context)
     try:
         assert not graph_is_empty(busy, probe_s=2.0)
-        claim = claim_domain(candidates=[busy, free], probe_s=1.0)
+        assert participant_ids_in_use(busy) and not participant_ids_in_use(free)
+        # a probe far shorter than discovery: the discovery ports decide (a node probe of a
+        # second once missed this node on a loaded machine: discovery took up to 3 s)
+        claim = claim_domain(candidates=[busy, free], probe_s=0.001)
         assert claim.domain_id == free
         claim.release()
     finally:
         node.destroy_node()
         rclpy.shutdown(context=context)
-    assert graph_is_empty(busy, probe_s=0.3)
+    assert graph_is_empty(busy, probe_s=0.3) and not participant_ids_in_use(busy)
 
 
 def test_domain_locked_by_another_claim_is_skipped_until_released():
