@@ -177,7 +177,7 @@ def _wait_ready(proc: subprocess.Popen, rx: _Received, timeout: float, log_path:
 def _ground_truth(bag_path: Path) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """stamp -> (semantic_id, instance_id) of each input cloud's finite points, in order."""
     from sphmask_ros.bag.reader import BagReader, to_rclpy
-    from sphmask_ros.pointcloud2 import decode_cloud
+    from sphmask_core.sensor.pointcloud2 import decode_cloud
 
     out = {}
     for msg in BagReader(bag_path).messages(["/points"]):
@@ -226,7 +226,7 @@ def _render_best(rx: _Received, path: Path, gt: dict, labels: Any) -> Path | Non
     from sphmask_core.render import Labelling, render_scene
 
     from sphmask_ros.bag.evaluate import gt_ids_for_model
-    from sphmask_ros.pointcloud2 import decode_cloud
+    from sphmask_core.sensor.pointcloud2 import decode_cloud
 
     candidates = [s for s in rx.instances if s in rx.clouds]
     if not candidates:

@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-import yaml
 
 from sphmask_core.data.scene import SYNTHETIC_LABELS
 from sphmask_core.evaluation.scannet_eval import (
@@ -40,16 +39,15 @@ from sphmask_core.evaluation.scannet_eval import (
     ScanNetEvaluator,
     pred_instances_from_masks,
 )
+from sphmask_core.sensor.node_params import NodeParams, load_node_params
+from sphmask_core.sensor.pointcloud2 import CloudError
 from sphmask_ros.bag.reader import BagError, BagMessage, BagReader, to_rclpy
 from sphmask_ros.bag.writer import BagWriter, make_output_dir, make_qos
-from sphmask_ros.params import PARAMS, NodeParams, validate
 from sphmask_ros.pipeline import FrameSkipped, Pipeline, decode_frame
-from sphmask_ros.pointcloud2 import CloudError
 
 __all__ = [
     "EvalConfig",
     "EvalReport",
-    "load_node_params",
     "GroundTruthLabels",
     "gt_ids_for_model",
     "percentiles",
@@ -63,57 +61,6 @@ OUTPUT_TOPICS = {
     "markers": ("/sphmask/markers", "visualization_msgs/msg/MarkerArray"),
     "labelled_cloud": ("/sphmask/labelled_cloud", "sensor_msgs/msg/PointCloud2"),
 }
-
-
-# ------------------------------------------------------------------------------ parameters
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(_flatten(value, name + "."))
-        else:
-            out[name] = value
-    return out
-
-
-def load_node_params(path: str | Path | None, overrides: dict[str, Any] | None = None) -> NodeParams:
-    """NodeParams from a ROS 2 parameter file (`/**:` or a single node's `ros__parameters`).
-
-    None = the table defaults. Unknown names and invalid values raise ValueError naming them,
-    as the node would refuse them at start-up.
-    """
-    values: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        try:
-            doc = yaml.safe_load(path.read_text())
-        except OSError as exc:
-            raise ValueError(f"cannot read parameter file '{path}': {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            raise ValueError(f"parameter file '{path}' is not valid YAML: {exc}") from None
-        if not isinstance(doc, dict):
-            raise ValueError(f"parameter file '{path}' has no '/**: ros__parameters' section")
-        sections = [v["ros__parameters"] for k, v in doc.items()
-                    if isinstance(v, dict) and isinstance(v.get("ros__parameters"), dict)]
-        wild = doc.get("/**")
-        if isinstance(wild, dict) and isinstance(wild.get("ros__parameters"), dict):
-            sections = [wild["ros__parameters"]]
-        if len(sections) != 1:
-            raise ValueError(f"parameter file '{path}' needs exactly one 'ros__parameters' section "
-                             f"(found {len(sections)})")
-        values = _flatten(sections[0])
-    values.update(overrides or {})
-    known = {spec.name for spec in PARAMS}
-    for name, value in values.items():
-        if name not in known:
-            raise ValueError(f"unknown node parameter '{name}' in {path}")
-        ok, reason = validate(name, value)
-        if not ok:
-            raise ValueError(f"invalid node parameter in {path}: {reason}")
-    return NodeParams.from_values(values)
 
 
 # ------------------------------------------------------------------------------ ground truth
@@ -322,7 +269,7 @@ def evaluate_bag(cfg: EvalConfig, segmenter: Any = None, model_name: str = "",
     """
     from sphmask_ros import conversions
     from sphmask_ros.pipeline import PoseSource
-    from sphmask_ros.transforms import TransformCache
+    from sphmask_core.sensor.transforms import TransformCache
 
     params = load_node_params(cfg.params_file)
     bag = BagReader(cfg.bag, warn=lambda w: log(f"warning: {w}"))

@@ -22,7 +22,7 @@ import numpy as np
 import yaml
 
 from sphmask_ros.bag.reader import BagReader, to_rclpy
-from sphmask_ros.pointcloud2 import CloudError, decode_cloud
+from sphmask_core.sensor.pointcloud2 import CloudError, decode_cloud
 
 POINTCLOUD2 = "sensor_msgs/msg/PointCloud2"
 

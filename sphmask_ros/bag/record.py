@@ -22,8 +22,9 @@ import numpy as np
 
 from sphmask_core.data.scene import SYNTHETIC_LABELS
 from sphmask_core.data.synthetic import Frame, SensorConfig, SyntheticConfig, generate_frames
+from sphmask_core.sensor.transforms import Transform
 from sphmask_ros.bag.writer import BagWriter, make_qos, prepare_output
-from sphmask_ros.transforms import Transform
+from sphmask_ros.transforms import pose_msg
 
 __all__ = [
     "RecordConfig",
@@ -134,7 +135,7 @@ def frame_to_odometry(frame: Frame, stamp: int) -> Any:
     msg = Odometry()
     msg.header = _header(stamp, MAP_FRAME)
     msg.child_frame_id = BASE_FRAME
-    msg.pose.pose = t_map_base.to_pose_msg()
+    msg.pose.pose = pose_msg(t_map_base)
     return msg
 
 

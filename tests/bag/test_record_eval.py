@@ -27,7 +27,7 @@ from sphmask_ros.bag.record import (
     record_synthetic,
     synthetic_frames,
 )
-from sphmask_ros.pointcloud2 import decode_cloud
+from sphmask_core.sensor.pointcloud2 import decode_cloud
 
 MIN_REGION = 20
 

@@ -132,7 +132,8 @@ from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 from sphmask.msg import ClassMap, InstanceArray, ProcessingTime  # noqa: E402
 from sphmask_core.inference.instances import Instances, point_instance_from_masks  # noqa: E402
 from sphmask_ros.node import SphMaskNode  # noqa: E402
-from sphmask_ros.pointcloud2 import decode_cloud, encode_cloud  # noqa: E402
+from sphmask_core.sensor.pointcloud2 import decode_cloud  # noqa: E402
+from sphmask_ros.pointcloud2 import encode_cloud  # noqa: E402
 
 TEST_MAX_POINTS = 4000  # also the warm-up size: keeps model start-up around a second
 
@@ -756,7 +757,7 @@ def test_shipped_model_finds_synthetic_instances():
         gt_ids_from_labels,
         pred_instances_from_masks,
     )
-    from sphmask_ros.params import NodeParams
+    from sphmask_core.sensor.node_params import NodeParams
     from sphmask_ros.pipeline import Pipeline, decode_frame
 
     pipeline = Pipeline.from_params(NodeParams(device="cpu"))  # checkpoint "" = shipped model
@@ -776,7 +777,7 @@ def test_shipped_model_finds_synthetic_instances():
 
 
 def test_class_names_override_and_device_errors(checkpoint):
-    from sphmask_ros.params import NodeParams
+    from sphmask_core.sensor.node_params import NodeParams
     from sphmask_ros.pipeline import Pipeline
 
     names = [f"thing{i}" for i in range(10)]
@@ -792,7 +793,7 @@ def test_class_names_override_and_device_errors(checkpoint):
 
 
 def test_input_grid_at_or_above_the_model_voxel_is_warned(checkpoint):
-    from sphmask_ros.params import NodeParams
+    from sphmask_core.sensor.node_params import NodeParams
     from sphmask_ros.pipeline import Pipeline
 
     class Log:

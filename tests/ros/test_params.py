@@ -16,7 +16,8 @@ from rcl_interfaces.msg import ParameterType  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 
-from sphmask_ros import params as P  # noqa: E402
+from sphmask_core.sensor import node_params as P  # noqa: E402
+from sphmask_ros.params import declare_all, make_on_set_callback  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parents[2] / "config" / "sphmask.yaml"
 
@@ -133,7 +134,7 @@ def test_declare_all_on_a_node_with_descriptors_and_callback(context):
                 parameter_overrides=[Parameter("score_threshold", value=0.3),
                                      Parameter("input_topics", value=["a", "b"])])
     try:
-        P.declare_all(node)
+        declare_all(node)
         params = P.NodeParams.from_node(node)
         assert params.score_threshold == 0.3
         assert params.input_topics == ("a", "b")
@@ -145,7 +146,7 @@ def test_declare_all_on_a_node_with_descriptors_and_callback(context):
         assert "best_effort" in node.describe_parameter("qos.input_reliability").description
 
         state = {"params": params}
-        node.add_on_set_parameters_callback(P.make_on_set_callback(lambda: state["params"]))
+        node.add_on_set_parameters_callback(make_on_set_callback(lambda: state["params"]))
         ok = node.set_parameters([Parameter("score_threshold", value=0.7)])[0]
         assert ok.successful
         bad = node.set_parameters([Parameter("pose_source", value="gps")])[0]
@@ -165,7 +166,7 @@ def test_declare_all_rejects_bad_start_value(context):
                 parameter_overrides=[Parameter("device", value="tpu")])
     try:
         with pytest.raises(ValueError, match="device"):
-            P.declare_all(node)
+            declare_all(node)
     finally:
         node.destroy_node()
 
@@ -178,7 +179,7 @@ def test_params_file_parsed_by_rcl():
     try:
         node = Node("sphmask", context=ctx)
         try:
-            P.declare_all(node)
+            declare_all(node)
             params = P.NodeParams.from_node(node)
             assert params.score_threshold == 0.25
             assert params.class_name_override == []
@@ -187,3 +188,13 @@ def test_params_file_parsed_by_rcl():
             node.destroy_node()
     finally:
         rclpy.shutdown(context=ctx)
+
+
+def test_core_type_codes_are_rcl_parameter_types() -> None:
+    # the core table spells rcl_interfaces' codes itself (it imports no ROS); they must agree
+    assert {t.name: int(t) for t in P.ParamType} == {
+        "BOOL": ParameterType.PARAMETER_BOOL, "INTEGER": ParameterType.PARAMETER_INTEGER,
+        "DOUBLE": ParameterType.PARAMETER_DOUBLE, "STRING": ParameterType.PARAMETER_STRING,
+        "DOUBLE_ARRAY": ParameterType.PARAMETER_DOUBLE_ARRAY,
+        "STRING_ARRAY": ParameterType.PARAMETER_STRING_ARRAY,
+    }

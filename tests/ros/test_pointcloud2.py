@@ -16,17 +16,15 @@ from std_msgs.msg import Header
 
 from sphmask_core.data.colour import unpack_rgb
 from sphmask_core.data.pcd import pcd_points, read_pcd
-from sphmask_ros.pointcloud2 import (
+from sphmask_core.sensor.pointcloud2 import (
+    POINTFIELD_DTYPES,
     CloudError,
     decode_cloud,
     dtype_from_fields,
-    encode_cloud,
-    labelled_cloud,
-    pack_rgb,
-    pcd_to_pointcloud2,
     read_points,
     read_points_numpy,
 )
+from sphmask_ros.pointcloud2 import encode_cloud, labelled_cloud, pack_rgb, pcd_to_pointcloud2
 
 F32, F64, U8, U16, I32, U32 = (PointField.FLOAT32, PointField.FLOAT64, PointField.UINT8,
                                PointField.UINT16, PointField.INT32, PointField.UINT32)
@@ -415,3 +413,13 @@ def test_local_copy_is_the_shared_frame() -> None:
     xyz, rgb = pcd_points(read_pcd(LOCAL_PCD))
     np.testing.assert_array_equal(xyz, dec.xyz)
     np.testing.assert_array_equal(rgb, dec.rgb)
+
+
+def test_core_datatype_codes_are_the_pointfield_constants() -> None:
+    # the core decoder spells the codes as numbers (it imports no ROS); they must be these
+    assert POINTFIELD_DTYPES == {
+        PointField.INT8: np.dtype(np.int8), PointField.UINT8: np.dtype(np.uint8),
+        PointField.INT16: np.dtype(np.int16), PointField.UINT16: np.dtype(np.uint16),
+        PointField.INT32: np.dtype(np.int32), PointField.UINT32: np.dtype(np.uint32),
+        PointField.FLOAT32: np.dtype(np.float32), PointField.FLOAT64: np.dtype(np.float64),
+    }

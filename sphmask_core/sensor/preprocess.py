@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from sphmask_ros.pointcloud2 import CloudError, DecodedCloud, decode_cloud
-from sphmask_ros.transforms import (
+from sphmask_core.sensor.pointcloud2 import CloudError, DecodedCloud, decode_cloud
+from sphmask_core.sensor.transforms import (
     Transform,
     TransformCache,
     TransformLookupError,
