@@ -28,11 +28,11 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from std_msgs.msg import Header
 
-from sphmask_core.inference.instances import Instances, point_instance_from_masks
-from sphmask_core.sensor.node_params import NodeParams, preprocess_config, static_transform
+from sphmask_core.inference.instances import Instances
+from sphmask_core.sensor.node_params import NodeParams, preprocess_config
 from sphmask_core.sensor.pointcloud2 import DecodedCloud, decode_cloud
+from sphmask_core.sensor.poses import PoseSource
 from sphmask_core.sensor.preprocess import PreparedInput, Preprocessor, Skipped
-from sphmask_core.sensor.transforms import Transform, TransformCache, TransformLookupError
 from sphmask_ros.tracking import InstanceTracker, TrackerConfig
 
 _NS = 1_000_000_000
@@ -147,61 +147,6 @@ def input_grid_warning(input_voxel_size: float, model_voxel_size: float) -> str 
     return (f"input_voxel_size {input_voxel_size:g} m is not below the model's voxel size "
             f"{model_voxel_size:g} m: the model re-voxelises on its own grid, so thinning this "
             f"coarse discards detail; use a smaller value (e.g. {model_voxel_size / 2:g}) or 0")
-
-
-class PoseSource:
-    """Thread-safe poses for the preprocessor: static parameters or odometry (+ extrinsic).
-
-    The odometry callback writes from the executor thread while the worker reads, so every
-    access to the cache takes the lock. A lookup that is not yet possible (odometry newer than
-    the cloud has not arrived) is retried until the frame's deadline, then tried once more
-    with the configured extrapolation tolerance.
-    """
-
-    def __init__(self, params: NodeParams, external: Any = None) -> None:
-        self.params = params
-        self.cache = TransformCache()
-        self.external = external  # e.g. a tf2-backed source; used as is when given
-        self.extrinsic = static_transform(params)
-        self._lock = threading.Lock()
-        self._odom_child = ""
-        self.deadline = 0.0  # time.monotonic() until which lookups may wait
-
-    def add_odometry(self, msg: Any) -> None:
-        with self._lock:
-            self.cache.add_odometry(msg)
-            self._odom_child = msg.child_frame_id
-
-    def prepare(self, sensor_frame: str) -> None:
-        """Hang `sensor_frame` on the tree (static pose, or extrinsic under the odometry child)."""
-        fixed = self.params.fixed_frame
-        if self.external is not None or not fixed or sensor_frame == fixed:
-            return
-        with self._lock:
-            if sensor_frame in self.cache.frames():
-                return
-            if self.params.pose_source == "static":
-                self.cache.set_static(fixed, sensor_frame, self.extrinsic)
-            elif self._odom_child and sensor_frame != self._odom_child:
-                self.cache.set_static(self._odom_child, sensor_frame, self.extrinsic)
-
-    def _try(self, target: str, source: str, stamp_ns: int, tol: int) -> Transform:
-        if self.external is not None:
-            return self.external.lookup_or_raise(target, source, stamp_ns, tol)
-        with self._lock:
-            return self.cache.lookup_or_raise(target, source, stamp_ns, tol)
-
-    def lookup_or_raise(self, target_frame: str, source_frame: str, stamp_ns: int,
-                        tolerance_ns: int = 0) -> Transform:
-        while True:
-            self.prepare(source_frame)
-            try:
-                return self._try(target_frame, source_frame, stamp_ns, 0)
-            except TransformLookupError:
-                if time.monotonic() >= self.deadline:
-                    break
-            time.sleep(0.005)
-        return self._try(target_frame, source_frame, stamp_ns, tolerance_ns)
 
 
 def _release_device_memory() -> None:

@@ -21,8 +21,10 @@ from typing import Callable
 import numpy as np
 import yaml
 
-from sphmask_ros.bag.reader import BagReader, to_rclpy
+from sphmask_core.sensor.bag_reader import BagReader
+
 from sphmask_core.sensor.pointcloud2 import CloudError, decode_cloud
+from sphmask_ros.bag.messages import to_rclpy
 
 POINTCLOUD2 = "sensor_msgs/msg/PointCloud2"
 

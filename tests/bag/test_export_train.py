@@ -12,9 +12,10 @@ import yaml
 from sphmask_core.checkpoint import load_checkpoint
 from sphmask_core.data.classes import load_classes
 from sphmask_core.data.folder import list_folder_split, load_labelled_cloud
-from sphmask_ros.bag.cli import main as bag_main
-from sphmask_ros.bag.reader import BagReader, to_rclpy
+from sphmask_core.sensor.bag_reader import BagReader
 from sphmask_core.sensor.pointcloud2 import decode_cloud
+from sphmask_ros.bag.cli import main as bag_main
+from sphmask_ros.bag.messages import to_rclpy
 from training import train
 
 
