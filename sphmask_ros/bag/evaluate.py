@@ -34,6 +34,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from sphmask_core.data.classes import BAG_NAMES_KEY, BAG_SHIFT_KEY
 from sphmask_core.data.scene import SYNTHETIC_LABELS
 from sphmask_core.evaluation.scannet_eval import (
     GT_LABEL_DIVISOR,
@@ -78,8 +79,8 @@ class GroundTruthLabels:
 
     @staticmethod
     def from_custom_data(custom: dict[str, str]) -> "GroundTruthLabels":
-        names = custom.get("sphmask.semantic_names")
-        shift = custom.get("sphmask.label_shift")
+        names = custom.get(BAG_NAMES_KEY)
+        shift = custom.get(BAG_SHIFT_KEY)
         if names is None or shift is None:
             return GroundTruthLabels(SYNTHETIC_LABELS.semantic_names, SYNTHETIC_LABELS.label_shift)
         return GroundTruthLabels(tuple(json.loads(names)), int(shift))
