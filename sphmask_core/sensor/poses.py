@@ -25,7 +25,12 @@ from sphmask_core.sensor.bag_reader import (
     ros2_typestore,
 )
 from sphmask_core.sensor.node_params import NodeParams, static_transform
-from sphmask_core.sensor.transforms import Transform, TransformCache, TransformLookupError
+from sphmask_core.sensor.transforms import (
+    Transform,
+    TransformCache,
+    TransformLookupError,
+    stamp_to_ns,
+)
 
 __all__ = ["PoseSource", "BagPoseFeed", "posed_clouds"]
 
@@ -123,7 +128,7 @@ class BagPoseFeed:
         if msg.msgtype == ODOMETRY:
             odom = deserialize(msg, self._store)
             self.poses.add_odometry(odom)
-            stamp = int(odom.header.stamp.sec) * 1_000_000_000 + int(odom.header.stamp.nanosec)
+            stamp = stamp_to_ns(odom.header.stamp)
         else:
             tfm = deserialize(msg, self._store)
             static = msg.topic == "/tf_static"
@@ -131,8 +136,7 @@ class BagPoseFeed:
             for t in tfm.transforms:
                 self.poses.external.add_transform_stamped(t, static=static)
                 if not static:
-                    stamp = max(stamp, int(t.header.stamp.sec) * 1_000_000_000
-                                + int(t.header.stamp.nanosec))
+                    stamp = max(stamp, stamp_to_ns(t.header.stamp))
             if static:
                 return
         self.newest_ns = stamp if self.newest_ns is None else max(self.newest_ns, stamp)
