@@ -8,6 +8,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 venv=${1:-"$repo/.venv"}
 py="$venv/bin/python"
 [ -x "$py" ] || { echo "error: no virtual environment at $venv (run scripts/setup.sh)." >&2; exit 1; }
+. "$repo/scripts/rosidl_build.sh"
 
 # One probe message per package: importing it tells whether the package is usable.
 declare -A probe=([tf2_msgs]=TFMessage [vision_msgs]=Detection3DArray)
@@ -25,24 +26,10 @@ for pkg in tf2_msgs vision_msgs; do
     echo "$pkg (stand-in): up to date"
     continue
   fi
-  py_inc=$("$py" -c "import sysconfig; print(sysconfig.get_paths()['include'])")
-  np_inc=$("$py" -c "import numpy; print(numpy.get_include())")
-  { grep -rl '/opt/python/cp311-cp311' "$venv"/share/*/cmake/ 2>/dev/null || true; } | while read -r f; do
-    sed -i -e "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$np_inc#g" \
-           -e "s#/opt/python/cp311-cp311/include/python3.11#$py_inc#g" "$f"
-  done
+  rosidl_fix_wheel_paths "$venv" "$py"
   build="$repo/build/fallback_$pkg"
-  mkdir -p "$build"
   log="$build/build.log"
-  if ! ( export CMAKE_PREFIX_PATH="$venv" AMENT_PREFIX_PATH="$venv" PATH="$venv/bin:$PATH"
-         cmake -S "$src" -B "$build" -DBUILD_TESTING=OFF -DCMAKE_INSTALL_PREFIX="$venv" \
-               -DPython3_EXECUTABLE="$py" -DCMAKE_BUILD_TYPE=Release &&
-         cmake --build "$build" -j "$(nproc)" &&
-         cmake --install "$build" ) >"$log" 2>&1; then
-    echo "error: building the $pkg stand-in failed; the CMake log is $log (last lines below)." >&2
-    tail -n 15 "$log" >&2
-    exit 1
-  fi
+  rosidl_cmake_install "the $pkg stand-in" "$src" "$build" "$venv" "$py" || exit 1
   if ! imports; then
     echo "error: the $pkg stand-in was built but does not import; see $log." >&2
     exit 1

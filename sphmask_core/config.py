@@ -140,6 +140,11 @@ class TestConfig:
             >= 0.01 together with its rays, as the released code does (it clamps the whole
             rays + centre tensor). It moves centres of a mean-centred scene that lie below 0.01 on
             any axis, so it is off except for converted authors' checkpoints.
+        x4_split: split every test scene into four interleaved point subsets (points k, k+4,
+            k+8, ...) that run through the U-Net separately, each point keeping the voxel of its
+            own subset, with queries sampled from the object voxels of the first two (ISBNet's
+            S3DIS test, METHOD 6.1): a network trained on a quarter of each dense room's points
+            then sees that density at test.
     """
 
     __test__ = False  # keeps pytest from collecting this class as a test suite
@@ -158,6 +163,7 @@ class TestConfig:
     rotate: bool = False
     rotation_angle: float = 0.35 * math.pi
     clamp_center: bool = False
+    x4_split: bool = False
 
     def __post_init__(self) -> None:
         _positive(self, ("topk_candidates", "nms_sigma"))

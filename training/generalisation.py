@@ -5,6 +5,7 @@ RGB-D frames, LiDAR sweeps, and what it publishes on scenes that hold nothing.
 
 Sets (seeds disjoint from every training and validation seed of the shipped configs):
   classic          rooms of the original generator (synthetic.py), seeds 200000+ (the old card's)
+  classic_frame    single sensor frames of that generator, as the demo plays them, seeds 930500+
   train_families   randomised multi-view RGB-D scans, training families and layouts, seeds 300000+
   heldout_scan / heldout_frame / heldout_lidar
                    held-out families, room shapes and layout styles, seeds 910000+
@@ -31,6 +32,7 @@ NODE_SCORE_THRESHOLD = 0.4  # config/sphmask.yaml score_threshold, the node's de
 
 SETS: dict[str, tuple[str, str, int]] = {  # name -> (split, kind, first seed)
     "classic": ("train", "classic", 200000),
+    "classic_frame": ("train", "classic_frame", 930500),
     "train_families": ("train", "scan", 300000),
     "heldout_scan": ("heldout", "scan", 910000),
     "heldout_frame": ("heldout", "frame", 911000),

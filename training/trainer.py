@@ -312,9 +312,10 @@ class Trainer:
         p = self.progress
         self._interrupted = False
         # SIGINT is deferred to an iteration boundary so that last.pt is a consistent state
-        previous = None
+        installed, previous = False, None
         if threading.current_thread() is threading.main_thread():
             previous = signal.signal(signal.SIGINT, self._on_sigint)
+            installed = True
         try:
             while p.epoch < cfg.schedule.epochs:
                 if cfg.max_steps and p.global_step >= cfg.max_steps:
@@ -329,8 +330,9 @@ class Trainer:
             if cfg.max_steps and p.global_step >= cfg.max_steps:
                 LOG.info("max_steps=%d reached at epoch %d iteration %d", cfg.max_steps, p.epoch, p.step)
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+            if installed:
+                # None: the handler before was set outside Python; the default is the closest
+                signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
             if self.tb is not None:
                 self.tb.close()
         return p

@@ -43,6 +43,8 @@ class LossConfig:
     margin loss, "union" = mean of units in GT mask OR z >= 0 (code) or "pred" = predicted centre.
     match_*: matching cost weights (METHOD 5.2); match_coarse adds the [rays, centre] L1 (paper).
     class_weights: optional CE weight per instance class (no-object weight is eos_coef).
+    semantic_weights: optional CE weight per semantic class (stuff included) of the point-wise
+    semantic head, e.g. ISBNet's STPLS3D weights against its rare classes.
     """
 
     cls_weight: float = 0.5
@@ -63,6 +65,7 @@ class LossConfig:
     match_giou: float = 0.2
     match_coarse: float = 0.0
     class_weights: tuple[float, ...] | None = None
+    semantic_weights: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.margin_variant not in MARGIN_VARIANTS:
@@ -74,6 +77,10 @@ class LossConfig:
         for name in ("eos_coef", "aux_weight") + tuple(f"{t}_weight" for t in TERMS):
             if getattr(self, name) < 0:
                 raise ValueError(f"LossConfig.{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("class_weights", "semantic_weights"):
+            values = getattr(self, name)
+            if values is not None and (not values or min(values) < 0):
+                raise ValueError(f"LossConfig.{name} must be a non-empty list of weights >= 0, got {values}")
 
     def weight(self, term: str) -> float:
         return float(getattr(self, f"{term}_weight"))

@@ -121,6 +121,27 @@ class _Queries:
     out: QueryOutputs  # flattened over the listed scenes
 
 
+X4_QUERY_PIECES = 2  # x4_split: queries come from the object voxels of the first two subsets
+
+
+def x4_split_order(offsets: Tensor) -> tuple[Tensor, Tensor]:
+    """Point order and offsets of the four interleaved subsets of every scene.
+
+    offsets: (B+1,) scene offsets. Subset k of scene b holds its points k, k+4, k+8, ... (local
+    indices); the returned order (N,) lists scene 0's subsets 0..3, then scene 1's, and so on,
+    and piece_offsets (4B+1,) delimits them.
+    """
+    counts = offsets[1:] - offsets[:-1]  # (B,)
+    local = torch.arange(int(offsets[-1]), device=offsets.device) - torch.repeat_interleave(offsets[:-1], counts)
+    scene = torch.repeat_interleave(torch.arange(counts.numel(), device=offsets.device), counts)
+    piece = scene * 4 + local % 4  # (N,) global subset id
+    order = torch.argsort(piece * (int(counts.max()) + 1 if counts.numel() else 1) + local)
+    sizes = torch.bincount(piece, minlength=4 * counts.numel())  # (4B,)
+    piece_offsets = torch.zeros(sizes.numel() + 1, dtype=torch.int64, device=offsets.device)
+    piece_offsets[1:] = torch.cumsum(sizes, 0)
+    return order, piece_offsets
+
+
 def _offsets_from_batch(batch_ids: Tensor, b: int) -> Tensor:
     off = torch.zeros(b + 1, dtype=torch.int64, device=batch_ids.device)
     off[1:] = torch.cumsum(torch.bincount(batch_ids, minlength=b), 0)
@@ -147,6 +168,12 @@ class SphericalMask(nn.Module):
         self.mask_tower = MaskTower(d, h.mask_dim, h.bn_eps)
         self.criterion = InstanceCriterion(cfg.loss, cfg.n_classes, h.n_theta, h.n_phi,
                                            voxel_scale=cfg.voxel_scale)
+        sem_w = cfg.loss.semantic_weights
+        if sem_w is not None and len(sem_w) != cfg.labels.n_semantic:
+            raise ValueError(f"loss.semantic_weights needs {cfg.labels.n_semantic} values (one per semantic "
+                             f"class, stuff included), got {len(sem_w)}")
+        # a buffer follows the model's device and is no parameter (checkpoints stay compatible)
+        self.register_buffer("_semantic_weights", None if sem_w is None else torch.tensor(sem_w), persistent=False)
         self._algo_device_type = "cpu"
 
     # ------------------------------------------------------------------------------ stages
@@ -175,6 +202,38 @@ class SphericalMask(nn.Module):
         vm = vox.vmap
         feats = self.backbone(vox.feats, vm.coords, vm.batch_size, vm.spatial_shape)  # (V, D)
         return feats, self.pointwise_heads(feats)
+
+    def _backbone_x4(self, batch: Batch) -> tuple[_Voxels, Tensor, dict[str, Tensor], Tensor]:
+        """U-Net over the four interleaved subsets of every scene (METHOD 6.1, test.x4_split).
+
+        The subsets go through voxelization and the U-Net as separate batch entries; the result
+        is one scene again whose voxels are those of its four subsets (a cell occupied by several
+        subsets has several voxels), each point mapped to its own subset's voxel. Returns the
+        merged voxels, their features and point-wise outputs, and the subset of each voxel (V,).
+        """
+        order, piece_offsets = x4_split_order(batch.offsets)  # (N,), (4B+1,)
+        pieced = Batch(
+            xyz=batch.xyz[order], grid_xyz=batch.grid_xyz[order], rgb=batch.rgb[order],
+            offsets=piece_offsets, semantic=batch.semantic[order], instance=batch.instance[order],
+            superpoint=None, scene_names=[f"{n}#{k}" for n in batch.scene_names for k in range(4)],
+        )
+        vox = self._voxelize(pieced)
+        feats, pw = self._backbone(vox)
+        vm = vox.vmap
+        inverse = torch.empty_like(order)
+        inverse[order] = torch.arange(order.numel(), device=order.device)
+        scene = vox.batch // 4  # (V,) pieces 4b..4b+3 are scene b, so voxels stay scene-grouped
+        merged = VoxelMap(
+            coords=torch.cat([scene[:, None].to(vm.coords.dtype), vm.coords[:, 1:]], 1),
+            point_to_voxel=vm.point_to_voxel[inverse],
+            voxel_offsets=vm.voxel_offsets[::4].contiguous(),
+            first_point=order[vm.first_point],
+            counts=vm.counts,
+            spatial_shape=vm.spatial_shape,
+        )
+        out = _Voxels(vmap=merged, xyz=vox.xyz, feats=vox.feats, semantic=vox.semantic,
+                      instance=vox.instance, batch=scene)
+        return out, feats, pw, vox.batch % 4
 
     def _object_filter(self, sem_logits: Tensor, unit: Tensor, n_units: int) -> Tensor:
         """(n_units,) bool: unit-averaged semantic softmax has an instance class >= threshold."""
@@ -318,6 +377,7 @@ class SphericalMask(nn.Module):
         pw_losses = pointwise_losses(
             pw["semantic"], pw["centroid_offset"], pw["corner_offset"], pw["box_conf"],
             vox.xyz, vox.semantic, vox.instance, voxel_scale=self.cfg.voxel_scale,
+            class_weights=self._semantic_weights,
         )
         out = {f"pw_{t}_loss": pw_losses[t] for t in POINTWISE_TERMS}
         out["pointwise_loss"] = pw_losses["loss"]
@@ -400,11 +460,16 @@ class SphericalMask(nn.Module):
         dev = batch.device
         self._ensure_conv_algo(dev)
         timer = _StageTimer(dev)
-        vox = self._voxelize(batch)
-        timer.lap("voxelize")
-        feats, pw = self._backbone(vox)
+        if self.cfg.test.x4_split:
+            vox, feats, pw, piece = self._backbone_x4(batch)
+        else:
+            vox = self._voxelize(batch)
+            timer.lap("voxelize")
+            feats, pw = self._backbone(vox)
         timer.lap("backbone")
         units = self._units(batch, vox, feats, pw, train=False)
+        if self.cfg.test.x4_split:
+            units.object_voxel &= piece < X4_QUERY_PIECES
         q = self._queries(vox, feats, pw, units, train=False)
         timer.lap("aggregators")
         b = batch.batch_size

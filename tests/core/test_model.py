@@ -60,6 +60,25 @@ def test_backbone_stage_forward_backward(scene20k: Scene) -> None:
     assert all(p.grad is None for p in model.query_heads.parameters())
 
 
+def test_semantic_weights_weight_the_pointwise_semantic_loss(scene20k: Scene) -> None:
+    # weight 1 on wall, 0 elsewhere is the plain loss over the voxels labelled wall alone
+    wall_only = apply_overrides(load_model_config("small"), {"loss.semantic_weights": [1.0] + [0.0] * 11})
+    torch.manual_seed(0)
+    plain = SphericalMask(load_model_config("small"))
+    weighted = SphericalMask(wall_only)
+    weighted.load_state_dict(plain.state_dict())
+    relabelled = Scene(scene20k.xyz, scene20k.rgb, np.where(scene20k.semantic == 0, 0, -100),
+                       np.full_like(scene20k.instance, -100), name="walls")
+    assert (scene20k.semantic == 0).any() and (scene20k.semantic > 0).any()
+    got = weighted.forward_train(collate([scene20k]), stage="backbone")["pw_semantic_loss"]
+    want = plain.forward_train(collate([relabelled]), stage="backbone")["pw_semantic_loss"]
+    everything = plain.forward_train(collate([scene20k]), stage="backbone")["pw_semantic_loss"]
+    torch.testing.assert_close(got, want)
+    assert not torch.allclose(got, everything)
+    with pytest.raises(ValueError, match="semantic_weights needs 12 values"):
+        SphericalMask(apply_overrides(load_model_config("small"), {"loss.semantic_weights": [1.0] * 3}))
+
+
 def test_full_stage_every_parameter_gets_a_gradient(scene20k: Scene) -> None:
     torch.manual_seed(0)
     model = SphericalMask(_all_object_cfg())
@@ -146,3 +165,49 @@ def test_bad_stage() -> None:
     model = SphericalMask(load_model_config("small"))
     with pytest.raises(ValueError, match="stage"):
         model.forward_train(collate([generate_scene(0, SyntheticConfig(target_points_range=(1000, 1000)))]), stage="heads")
+
+
+# ------------------------------------------------------------------ S3DIS test-time x4 split
+
+
+def test_x4_split_order_interleaves_each_scene_by_hand() -> None:
+    from sphmask_core.model.spherical_mask import x4_split_order
+
+    order, piece_offsets = x4_split_order(torch.tensor([0, 6, 13]))
+    assert order.tolist() == [0, 4, 1, 5, 2, 3, 6, 10, 7, 11, 8, 12, 9]
+    assert piece_offsets.tolist() == [0, 2, 4, 5, 6, 8, 10, 12, 13]
+
+
+def test_x4_split_runs_each_subset_through_the_unet_alone(scene20k: Scene) -> None:
+    torch.manual_seed(0)
+    model = SphericalMask(_all_object_cfg(**{"test.x4_split": True})).eval()
+    batch = collate([scene20k])
+    with torch.no_grad():
+        vox, feats, pw, piece = model._backbone_x4(batch)
+        for k in range(4):
+            # the independent truth: subset k as a scene of its own
+            sub = Scene(scene20k.xyz[k::4], scene20k.rgb[k::4], scene20k.semantic[k::4],
+                        scene20k.instance[k::4], name="piece")
+            alone = model._voxelize(collate([sub]))
+            alone_feats, _ = model._backbone(alone)
+            rows = piece == k
+            torch.testing.assert_close(feats[rows], alone_feats)
+            torch.testing.assert_close(vox.xyz[rows], alone.xyz)
+            # every point of subset k sits in that subset's voxel (alone.point_to_voxel, shifted)
+            first = int(torch.nonzero(rows)[0])
+            assert torch.equal(vox.vmap.point_to_voxel[k::4], alone.vmap.point_to_voxel + first)
+    assert vox.vmap.voxel_offsets.tolist() == [0, vox.xyz.shape[0]] and bool((vox.batch == 0).all())
+    # a cell occupied by several subsets has several voxels
+    assert vox.xyz.shape[0] > model._voxelize(batch).xyz.shape[0]
+    seen = {}
+    queries = model._queries
+
+    def spy(vox_, feats_, pw_, units, train):
+        seen["pieces"] = set(piece[units.object_voxel].tolist())
+        return queries(vox_, feats_, pw_, units, train)
+
+    model._queries = spy
+    with torch.no_grad():
+        pred = model.forward_test(batch)[0]
+    assert seen["pieces"] == {0, 1}  # queries are sampled from the first two subsets only
+    assert pred.point_to_voxel.shape == (scene20k.xyz.shape[0],) and pred.unit_masks.shape[0] > 0

@@ -16,15 +16,14 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import Header
 
+from sphmask_core.sensor.pointcloud2 import CloudError, decode_cloud, dtype_from_fields
 from sphmask_ros.diagnostics import (
     RuntimeStats,
     TransportWindow,
     diagnostic_array,
     plausible_latency,
 )
-from sphmask_core.sensor.pointcloud2 import CloudError, decode_cloud, dtype_from_fields
 from sphmask_ros.pointcloud2 import encode_cloud
-from test_node import checkpoint  # noqa: F401  (fixture: a small randomly initialised model)
 
 F32 = PointField.FLOAT32
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from diagnostic_msgs.msg import DiagnosticStatus
 
-from test_node import Graph, OracleSegmenter, Probe, checkpoint, context, make_node  # noqa: F401
+from tests.ros.node_harness import Graph, OracleSegmenter, Probe, make_node
 
 PUBLISHER = Path(__file__).with_name("cloud_publisher.py")
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,5 +1,5 @@
 """The live node under hostile input (issue 15): a seeded fuzz run over DDS, callback exceptions,
-absurd stamps and Ctrl-C mid-frame. Reuses the plumbing of test_node.py (oracle segmenter,
+absurd stamps and Ctrl-C mid-frame. Reuses the plumbing of node_harness.py (oracle segmenter,
 probe node, graph spun by the test with deadlines)."""
 
 from __future__ import annotations
@@ -16,16 +16,7 @@ from sensor_msgs.msg import PointCloud2, PointField
 
 from sphmask_core.sensor.pointcloud2 import MAX_ABS_COORDINATE
 from sphmask_ros.pointcloud2 import encode_cloud
-from test_node import (  # noqa: F401  (checkpoint, context: fixtures)
-    Graph,
-    OracleSegmenter,
-    Probe,
-    checkpoint,
-    cloud_msg,
-    context,
-    make_node,
-    scene_points,
-)
+from tests.ros.node_harness import Graph, OracleSegmenter, Probe, cloud_msg, make_node, scene_points
 
 U32_MAX = 2**32 - 1
 

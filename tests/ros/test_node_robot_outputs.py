@@ -11,16 +11,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from vision_msgs.msg import Detection3DArray  # noqa: E402
 
-from test_node import (  # noqa: E402,F401  (fixtures and helpers of the node tests)
-    Graph,
-    OracleSegmenter,
-    Probe,
-    checkpoint,
-    cloud_msg,
-    context,
-    make_node,
-    scene_points,
-)
+from tests.ros.node_harness import Graph, OracleSegmenter, Probe, cloud_msg, make_node, scene_points
 
 
 def test_detections_instance_image_and_stable_ids(context, checkpoint):

@@ -1,5 +1,6 @@
 """The ROS side of the pose math: geometry_msgs builders, rclpy pose messages in the cache,
-the tf2_ros fallback and the tf2 adapter (the math itself: tests/core/test_transforms.py)."""
+the tf2_ros fallback and the tf2 adapter (the math itself: tests/core/test_transforms.py; test
+file names are unique across the test folders, hence this one's)."""
 
 from __future__ import annotations
 

@@ -277,6 +277,30 @@ def test_ctrl_c_saves_last_and_exits_0(tmp_path: Path, monkeypatch: pytest.Monke
     assert len(err) == 1 and "saved" in err[0] and str(tmp_path / "int" / "last.pt") in err[0]
 
 
+def test_ctrl_c_handler_is_removed_when_the_one_before_was_not_set_from_python(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.training.test_resume import ToyModel, _cfg, toy_collate
+    from training.trainer import Trainer
+
+    real_signal = signal.signal
+
+    def foreign_previous(signum: int, handler: object) -> object:
+        # signal.signal answers None when the handler in place was installed by C code
+        real_signal(signum, handler)
+        return None
+
+    tr = Trainer(_cfg(tmp_path, "foreign"), tmp_path / "foreign", model_factory=ToyModel,
+                 collate_fn=toy_collate, show_progress=False)
+    original = signal.getsignal(signal.SIGINT)
+    monkeypatch.setattr(signal, "signal", foreign_previous)
+    try:
+        tr.fit()
+        left = signal.getsignal(signal.SIGINT)
+    finally:
+        real_signal(signal.SIGINT, original)
+    assert left == signal.SIG_DFL  # not the finished trainer's deferred-stop handler
+
+
 def test_predict_reports_empty_cloud_and_refuses_backbone_checkpoint(tmp_path: Path,
                                                                      capsys: pytest.CaptureFixture) -> None:
     from sphmask_core.inference.segmenter import Segmenter

@@ -9,7 +9,7 @@ from training.config import ConfigError, DatasetConfig
 from training.datasets import build_dataset
 
 SMALL = {"n_objects_range": [3, 4], "scan_resolution": [48, 36], "frame_resolution": [48, 36],
-         "scan_frames_range": [1, 1], "mix": [0.0, 1.0, 0.0, 0.0, 0.0]}
+         "scan_frames_range": [1, 1], "mix": [0.0, 1.0, 0.0, 0.0, 0.0, 0.0]}
 
 
 def test_randomized_generator_trains_on_training_families_and_validates_on_held_out_ones():

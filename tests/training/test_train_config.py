@@ -134,6 +134,13 @@ def test_stpls3d_config_has_its_voxel_and_labels() -> None:
 
     cfg = build_model_config(load_train_config(CONFIG_DIR / "stpls3d.yaml"))
     assert cfg.voxel_scale == pytest.approx(3.0) and cfg.n_classes == 14
+    # ISBNet's STPLS3D model: radius 0.2 / 0.4 m x radius_scale 10, neighbour 16 (x2 after pa1)
+    a = cfg.aggregator
+    assert (a.radius_pa1, a.radius_pa2) == (2.0, 4.0)
+    assert (a.k_pa1, a.k_post_pa1, a.k_pa2, a.k_post_pa2) == (16, 32, 16, 16)
+    assert (cfg.backbone.base_channels, cfg.heads.dec_dim, a.query_dim) == (16, 64, 64)
+    w = cfg.loss.semantic_weights
+    assert len(w) == cfg.labels.n_semantic == 15 and (w[0], w[10]) == (1.0, 114.4)  # ground, motorcycle
 
 
 def test_shipped_paper_hyperparameters() -> None:
@@ -152,3 +159,4 @@ def test_s3dis_config_takes_isbnet_s3dis_test_settings() -> None:
     test = build_model_config(load_train_config(CONFIG_DIR / "s3dis_area5.yaml")).test
     assert (test.filter_bg_thresh, test.npoint_thresh, test.nms, test.nms_iou_threshold) == (0.4, 400, "greedy", 0.2)
     assert test.nms_topk == -1
+    assert test.x4_split
