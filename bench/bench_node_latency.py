@@ -28,7 +28,7 @@ import numpy as np
 from std_msgs.msg import Header
 
 from sphmask_ros import conversions
-from sphmask_ros.params import NodeParams
+from sphmask_core.sensor.node_params import NodeParams
 from sphmask_ros.pipeline import Pipeline, decode_frame
 from sphmask_ros.pointcloud2 import encode_cloud
 

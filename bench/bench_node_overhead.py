@@ -21,9 +21,10 @@ import numpy as np
 from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import Header
 
-from sphmask_ros.pointcloud2 import decode_cloud, labelled_cloud, pack_rgb
-from sphmask_ros.preprocess import PreprocessConfig, Preprocessor, voxel_downsample
-from sphmask_ros.transforms import Transform, TransformCache
+from sphmask_core.sensor.pointcloud2 import decode_cloud
+from sphmask_core.sensor.preprocess import PreprocessConfig, Preprocessor, voxel_downsample
+from sphmask_core.sensor.transforms import Transform, TransformCache
+from sphmask_ros.pointcloud2 import labelled_cloud, pack_rgb
 
 NS = 1_000_000_000
 

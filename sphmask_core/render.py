@@ -16,9 +16,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-# The node's `score_threshold` default (sphmask_ros/params.py; a test keeps the two equal): renders
-# show what the node would publish unless a caller asks for another threshold.
-PUBLISH_THRESHOLD = 0.4
+from sphmask_core.sensor.node_params import SPECS
+
+# The node's `score_threshold` default: renders show what the node would publish unless a caller
+# asks for another threshold.
+PUBLISH_THRESHOLD: float = SPECS["score_threshold"].default
 GT_LABEL_DIVISOR = 1000  # benchmark GT ids: (class + 1) * 1000 + instance + 1, 0 = void
 MAX_RENDER_POINTS = 60_000  # points drawn per panel (a random subset beyond): a picture, not data
 BACKGROUND_RGB = (0.78, 0.78, 0.78)

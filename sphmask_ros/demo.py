@@ -176,8 +176,9 @@ def _wait_ready(proc: subprocess.Popen, rx: _Received, timeout: float, log_path:
 
 def _ground_truth(bag_path: Path) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """stamp -> (semantic_id, instance_id) of each input cloud's finite points, in order."""
-    from sphmask_ros.bag.reader import BagReader, to_rclpy
-    from sphmask_ros.pointcloud2 import decode_cloud
+    from sphmask_core.sensor.bag_reader import BagReader
+    from sphmask_ros.bag.messages import to_rclpy
+    from sphmask_core.sensor.pointcloud2 import decode_cloud
 
     out = {}
     for msg in BagReader(bag_path).messages(["/points"]):
@@ -226,7 +227,7 @@ def _render_best(rx: _Received, path: Path, gt: dict, labels: Any) -> Path | Non
     from sphmask_core.render import Labelling, render_scene
 
     from sphmask_ros.bag.evaluate import gt_ids_for_model
-    from sphmask_ros.pointcloud2 import decode_cloud
+    from sphmask_core.sensor.pointcloud2 import decode_cloud
 
     candidates = [s for s in rx.instances if s in rx.clouds]
     if not candidates:
@@ -261,7 +262,7 @@ def run_demo(cfg: DemoConfig, log: Any = print) -> dict:
 
     from sphmask_ros.bag.evaluate import GroundTruthLabels
     from sphmask_ros.bag.play import PlayConfig, play_bag
-    from sphmask_ros.bag.reader import BagReader
+    from sphmask_core.sensor.bag_reader import BagReader
     from sphmask_ros.bag.record import RecordConfig, record_synthetic
     from sphmask_ros.bag.writer import BagWriter, make_output_dir
 
@@ -308,9 +309,9 @@ def run_demo(cfg: DemoConfig, log: Any = print) -> dict:
             log(f"node ready after {summary['node_startup_s']:.1f} s; playing /points ...")
 
             def on_publish(msg: Any, wall: float) -> None:
-                from sphmask_ros.bag.evaluate import _header_stamp
+                from sphmask_core.sensor.bag_reader import cdr_header_stamp
 
-                publish_wall[_header_stamp(msg)] = wall
+                publish_wall[cdr_header_stamp(msg)] = wall
 
             stats = play_bag(bag_path, PlayConfig(rate=cfg.play_rate, topics=["/points"],
                                                   wait_subscribers_s=20.0),

@@ -38,10 +38,12 @@ def message_definitions() -> dict[str, str]:
 
 
 def make_typestore():
-    """A rosbags typestore for ROS 2 Kilted with our messages registered."""
-    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+    """The core's rosbags typestore (ROS 2 Kilted) with our messages registered."""
+    from rosbags.typesys import get_types_from_msg
 
-    store = get_typestore(Stores.ROS2_KILTED)
+    from sphmask_core.sensor.bag_reader import ros2_typestore
+
+    store = ros2_typestore()
     types: dict = {}
     for name, text in message_definitions().items():
         types.update(get_types_from_msg(text, name))

@@ -22,8 +22,9 @@ from typing import Any, Sequence
 
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
+from sphmask_core.sensor.node_params import NodeParams
 from sphmask_ros.node_main import run_node
-from sphmask_ros.params import NodeParams, declare_all
+from sphmask_ros.params import declare_all
 from sphmask_ros.runtime import NodeRuntime
 
 NODE_NAME = "sphmask"

@@ -19,8 +19,9 @@ from typing import Any, Sequence
 
 from rclpy.node import Node
 
+from sphmask_core.sensor.node_params import NodeParams
 from sphmask_ros.node_main import run_node
-from sphmask_ros.params import NodeParams, declare_all
+from sphmask_ros.params import declare_all
 from sphmask_ros.runtime import NodeRuntime
 
 NODE_NAME = "sphmask"

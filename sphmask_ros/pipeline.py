@@ -2,8 +2,8 @@
 
 `Pipeline.process(frame)` is what the node's worker thread runs and what the latency benchmark
 times; it never touches DDS. Pre-processing (transform, accumulate, crop, voxelize, cap) is
-`sphmask_ros.preprocess.Preprocessor` (one per input topic, since each owns an accumulation
-buffer); the model is `sphmask_core.inference.segmenter.Segmenter`.
+`sphmask_core.sensor.preprocess.Preprocessor` (one per input topic, since each owns an
+accumulation buffer); the model is `sphmask_core.inference.segmenter.Segmenter`.
 
 Output cloud. The model runs on the voxelized, capped points; its instances are broadcast back
 to the preprocessor's output cloud (every accumulated point that survived the crop, in the output
@@ -28,15 +28,14 @@ import numpy as np
 from builtin_interfaces.msg import Time
 from std_msgs.msg import Header
 
-from sphmask_core.inference.instances import Instances, point_instance_from_masks
-from sphmask_ros.params import NodeParams
-from sphmask_ros.pointcloud2 import DecodedCloud, decode_cloud
-from sphmask_ros.preprocess import PreparedInput, PreprocessConfig, Preprocessor, Skipped
+from sphmask_core.inference.instances import Instances
+from sphmask_core.sensor.node_params import NodeParams, preprocess_config
+from sphmask_core.sensor.pointcloud2 import DecodedCloud, decode_cloud
+from sphmask_core.sensor.poses import PoseSource
+from sphmask_core.sensor.preprocess import PreparedInput, Preprocessor, Skipped
 from sphmask_ros.tracking import InstanceTracker, TrackerConfig
-from sphmask_ros.transforms import Transform, TransformCache, TransformLookupError
 
 _NS = 1_000_000_000
-_NO_CROP = 1.0e4  # |coordinate| of the default crop box: at least this means "no crop"
 
 
 class FrameSkipped(Exception):
@@ -136,23 +135,6 @@ def expand_instances(inst: Instances, point_to_model: np.ndarray, xyz: np.ndarra
     )
 
 
-def preprocess_config(params: NodeParams) -> PreprocessConfig:
-    """The preprocessor's settings from the node parameters."""
-    no_crop = (all(v <= -_NO_CROP for v in params.crop_min)
-               and all(v >= _NO_CROP for v in params.crop_max))
-    return PreprocessConfig(
-        fixed_frame=params.fixed_frame,
-        accumulate_frames=params.accumulate_frames,
-        accumulate_seconds=params.accumulate_seconds,
-        tolerance_s=params.tf_timeout,
-        crop_min=None if no_crop else tuple(params.crop_min),
-        crop_max=None if no_crop else tuple(params.crop_max),
-        crop_max_range=params.crop_max_range,
-        input_voxel_size=params.input_voxel_size,
-        max_points=params.max_points,
-    )
-
-
 def tracker_config(params: NodeParams) -> TrackerConfig:
     return TrackerConfig(max_age=params.tracking_max_age,
                          max_distance=params.tracking_max_distance).validate()
@@ -165,72 +147,6 @@ def input_grid_warning(input_voxel_size: float, model_voxel_size: float) -> str 
     return (f"input_voxel_size {input_voxel_size:g} m is not below the model's voxel size "
             f"{model_voxel_size:g} m: the model re-voxelises on its own grid, so thinning this "
             f"coarse discards detail; use a smaller value (e.g. {model_voxel_size / 2:g}) or 0")
-
-
-def static_transform(params: NodeParams) -> Transform:
-    """The static_transform.* parameters (quaternion when non-zero, else roll-pitch-yaw)."""
-    quat = params.static_transform_quaternion
-    if any(quat):
-        return Transform.from_xyz_quat(params.static_transform_xyz, quat)
-    from scipy.spatial.transform import Rotation
-
-    q = Rotation.from_euler("xyz", params.static_transform_rpy).as_quat()  # x, y, z, w
-    return Transform.from_xyz_quat(params.static_transform_xyz, q)
-
-
-class PoseSource:
-    """Thread-safe poses for the preprocessor: static parameters or odometry (+ extrinsic).
-
-    The odometry callback writes from the executor thread while the worker reads, so every
-    access to the cache takes the lock. A lookup that is not yet possible (odometry newer than
-    the cloud has not arrived) is retried until the frame's deadline, then tried once more
-    with the configured extrapolation tolerance.
-    """
-
-    def __init__(self, params: NodeParams, external: Any = None) -> None:
-        self.params = params
-        self.cache = TransformCache()
-        self.external = external  # e.g. a tf2-backed source; used as is when given
-        self.extrinsic = static_transform(params)
-        self._lock = threading.Lock()
-        self._odom_child = ""
-        self.deadline = 0.0  # time.monotonic() until which lookups may wait
-
-    def add_odometry(self, msg: Any) -> None:
-        with self._lock:
-            self.cache.add_odometry(msg)
-            self._odom_child = msg.child_frame_id
-
-    def prepare(self, sensor_frame: str) -> None:
-        """Hang `sensor_frame` on the tree (static pose, or extrinsic under the odometry child)."""
-        fixed = self.params.fixed_frame
-        if self.external is not None or not fixed or sensor_frame == fixed:
-            return
-        with self._lock:
-            if sensor_frame in self.cache.frames():
-                return
-            if self.params.pose_source == "static":
-                self.cache.set_static(fixed, sensor_frame, self.extrinsic)
-            elif self._odom_child and sensor_frame != self._odom_child:
-                self.cache.set_static(self._odom_child, sensor_frame, self.extrinsic)
-
-    def _try(self, target: str, source: str, stamp_ns: int, tol: int) -> Transform:
-        if self.external is not None:
-            return self.external.lookup_or_raise(target, source, stamp_ns, tol)
-        with self._lock:
-            return self.cache.lookup_or_raise(target, source, stamp_ns, tol)
-
-    def lookup_or_raise(self, target_frame: str, source_frame: str, stamp_ns: int,
-                        tolerance_ns: int = 0) -> Transform:
-        while True:
-            self.prepare(source_frame)
-            try:
-                return self._try(target_frame, source_frame, stamp_ns, 0)
-            except TransformLookupError:
-                if time.monotonic() >= self.deadline:
-                    break
-            time.sleep(0.005)
-        return self._try(target_frame, source_frame, stamp_ns, tolerance_ns)
 
 
 def _release_device_memory() -> None:

@@ -40,7 +40,11 @@ from visualization_msgs.msg import MarkerArray
 
 from sphmask.msg import ClassMap, InstanceArray, ProcessingTime
 from sphmask_core.inference.nms import max_overlap
+from sphmask_core.sensor.node_params import NodeParams
+from sphmask_core.sensor.pointcloud2 import CloudError
+from sphmask_core.sensor.poses import PoseSource
 from sphmask_ros import conversions
+from sphmask_ros.detections import instances_to_detections
 from sphmask_ros.diagnostics import (
     RuntimeStats,
     TransportWindow,
@@ -48,18 +52,15 @@ from sphmask_ros.diagnostics import (
     plausible_latency,
 )
 from sphmask_ros.handoff import LatestSlot, Worker
-from sphmask_ros.params import NodeParams, make_on_set_callback
+from sphmask_ros.instance_image import instance_image, instance_image_msg
+from sphmask_ros.params import make_on_set_callback
 from sphmask_ros.pipeline import (
     Frame,
     FrameResult,
     FrameSkipped,
     Pipeline,
-    PoseSource,
     decode_frame,
 )
-from sphmask_ros.detections import instances_to_detections
-from sphmask_ros.instance_image import instance_image, instance_image_msg
-from sphmask_ros.pointcloud2 import CloudError
 from sphmask_ros.tf_buffer import TfBuffer, make_tf_source
 
 THROTTLE_S = 2.0  # seconds between repeats of the same warning

@@ -22,15 +22,13 @@ from typing import Any, Callable
 
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-from sphmask_ros.transforms import (
-    TF2_AVAILABLE,
-    Tf2BufferSource,
+from sphmask_core.sensor.transforms import (
     Transform,
     TransformCache,
     TransformLookupError,
-    make_transform_source,
     stamp_to_ns,
 )
+from sphmask_ros.transforms import TF2_AVAILABLE, Tf2BufferSource, make_transform_source
 
 __all__ = ["TfBuffer", "TF_QOS", "TF_STATIC_QOS", "make_tf_source"]
 

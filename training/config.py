@@ -16,7 +16,7 @@ import yaml
 
 from sphmask_core.config_io import from_plain, parse_yaml, read_yaml
 
-DATASET_NAMES = ("synthetic", "scannet", "s3dis", "stpls3d", "folder")
+DATASET_NAMES = ("synthetic", "scannet", "s3dis", "stpls3d", "folder", "bag")
 STAGES = ("backbone", "full")
 
 
@@ -40,9 +40,21 @@ class DatasetConfig:
     augment_cfg: dict[str, Any] = field(default_factory=dict)  # augmentation config overrides
     repeat: int = 1  # each training scene appears `repeat` times per epoch (ISBNet "repeat")
     subsample: float = 1.0  # fraction of points kept per training load (S3DIS: 0.25)
-    # classes file (sphmask_core/data/classes.py); required for `folder`, and the model's class
-    # list follows it (a different list than init_from's re-initialises the class layers)
+    # classes file (sphmask_core/data/classes.py); required for `folder` (for `bag`, the bags'
+    # metadata is used without it), and the model's class list follows it (a different list than
+    # init_from's re-initialises the class layers)
     classes: str = ""
+    # bag (sphmask_core/data/bag.py): rosbag2 recordings (directories or .mcap/.db3 files) of
+    # each split, and the time range [start, end) taken from each, in seconds from the bag's
+    # first cloud (end null = to the end); one bag may serve both splits with disjoint ranges
+    train_bags: list[str] = field(default_factory=list)
+    val_bags: list[str] = field(default_factory=list)
+    train_range: list[float | None] = field(default_factory=lambda: [0.0, None])
+    val_range: list[float | None] = field(default_factory=lambda: [0.0, None])
+    topic: str = "/points"  # labelled PointCloud2 topic of the bags
+    # node parameter file whose pre-processing (fixed_frame, pose_source, accumulate, crop,
+    # input_voxel_size, max_points, ...) makes the windows, as in the node and `sphmask-bag eval`
+    params_file: str = "config/sphmask.yaml"
 
 
 @dataclass
@@ -102,7 +114,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
             raise ConfigError(f"config key 'dataset.{key}' must be [start, stop) with start < stop, got {seeds}")
     if ds.name == "folder" and not ds.classes:
         raise ConfigError("config key 'dataset.classes' (a classes YAML) is required for dataset 'folder'")
-    if ds.name != "synthetic" and not ds.root:
+    if ds.name == "bag":
+        _validate_bag_dataset(ds)
+    elif ds.name != "synthetic" and not ds.root:
         raise ConfigError(f"config key 'dataset.root' is required for dataset {ds.name!r}")
     if ds.repeat < 1:
         raise ConfigError(f"config key 'dataset.repeat' must be >= 1, got {ds.repeat}")
@@ -145,6 +159,20 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     if cfg.log_every < 1:
         raise ConfigError(f"config key 'log_every' must be >= 1, got {cfg.log_every}")
     return cfg
+
+
+def _validate_bag_dataset(ds: DatasetConfig) -> None:
+    if not ds.train_bags:
+        raise ConfigError("config key 'dataset.train_bags' (a list of bags) is required for dataset 'bag'")
+    if not ds.params_file:
+        raise ConfigError("config key 'dataset.params_file' (the node's parameter file) is required for dataset 'bag'")
+    for key in ("train_range", "val_range"):
+        rng = getattr(ds, key)
+        start = rng[0] if len(rng) == 2 else None
+        end = rng[1] if len(rng) == 2 else None
+        if start is None or not (math.isfinite(start) and start >= 0) or (end is not None and not end > start):
+            raise ConfigError(f"config key 'dataset.{key}' must be [start, end) seconds with "
+                              f"0 <= start < end (end null = to the end), got {rng}")
 
 
 def config_from_dict(data: dict[str, Any]) -> TrainConfig:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -22,6 +23,9 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from sphmask_core.config_io import from_plain
 from sphmask_core.data.scene import Scene
 from training.config import ConfigError, DatasetConfig
+
+
+LOG = logging.getLogger("sphmask.train")
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -274,11 +278,63 @@ def _real_loader(cfg: DatasetConfig, split: str) -> tuple[Callable[[int], Scene]
     return functools.partial(_load_file, loader, files), len(files)
 
 
+def _scene_at(scenes: list[Scene], i: int) -> Scene:
+    return scenes[i]
+
+
+def _node_params(cfg: DatasetConfig) -> Any:
+    from sphmask_core.sensor.node_params import load_node_params
+
+    try:
+        return load_node_params(cfg.params_file)
+    except ValueError as exc:
+        raise ConfigError(f"config key 'dataset.params_file': {exc}") from None
+
+
+def dataset_labels(cfg: DatasetConfig) -> Any:
+    """The LabelSpec the data decides (the classes file, else a bag dataset's metadata), or None
+    when the model config's own labels apply."""
+    from sphmask_core.data.classes import load_classes
+
+    if cfg.classes:
+        return load_classes(cfg.classes).labels
+    if cfg.name == "bag":
+        from sphmask_core.data.bag import bag_classes
+
+        return bag_classes([Path(p).expanduser() for p in cfg.train_bags]).labels
+    return None
+
+
+def _bag_loader(cfg: DatasetConfig, train: bool) -> tuple[Callable[[int], Scene], int]:
+    """Windows of the bags of one split through the node's pre-processing (sphmask_core/data/bag.py)."""
+    from sphmask_core.data.bag import BagSplit, load_bag_windows
+    from sphmask_core.data.classes import load_classes
+    from sphmask_core.data.errors import DatasetError
+
+    which = "train" if train else "val"
+    bags, (start, end) = (cfg.train_bags, cfg.train_range) if train else (cfg.val_bags, cfg.val_range)
+    if not bags:
+        raise ConfigError(f"config key 'dataset.val_bags' is empty: list the validation bags "
+                          f"(the training bags with a later val_range, or others), or set val_every: 0")
+    params = _node_params(cfg)
+    split = BagSplit(tuple(Path(p).expanduser() for p in bags), float(start),
+                     None if end is None else float(end))
+    try:
+        classes = load_classes(cfg.classes) if cfg.classes else None
+        scenes, _ = load_bag_windows(split, cfg.topic, params, classes,
+                                     log=lambda line: LOG.warning("%s", line))
+    except DatasetError as exc:
+        raise DatasetNotFoundError(f"bag split '{which}': {exc}") from None
+    return functools.partial(_scene_at, scenes), len(scenes)
+
+
 def build_dataset(cfg: DatasetConfig, train: bool, seed: int = 0, voxel_size: float | None = None) -> SceneDataset:
     """The training (train=True) or validation split described by `cfg`; `voxel_size` is the
     model's, for augmentation."""
     if cfg.name == "synthetic":
         load, n = _synthetic_loader(cfg, cfg.train_seeds if train else cfg.val_seeds, train)
+    elif cfg.name == "bag":
+        load, n = _bag_loader(cfg, train)
     else:
         load, n = _real_loader(cfg, cfg.train_split if train else cfg.val_split)
     augment_cfg = build_augment_config(cfg.augment_cfg, voxel_size) if (train and cfg.augment) else None

@@ -34,13 +34,15 @@ def build_model_config(cfg: TrainConfig) -> Any:
             model_cfg = apply_overrides(model_cfg, flatten_overrides(cfg.model.overrides))
         except ValueError as exc:
             raise ConfigError(str(exc).replace("config key 'model.", "config key 'model.overrides.")) from None
-    if cfg.dataset.classes:
+    from training.datasets import dataset_labels
+
+    labels = dataset_labels(cfg.dataset)
+    if labels is not None:
         import dataclasses
 
-        from sphmask_core.data.classes import load_classes
-
-        # one home for the class list: the classes file decides the model's labels
-        model_cfg = dataclasses.replace(model_cfg, labels=load_classes(cfg.dataset.classes).labels)
+        # one home for the class list: the data's classes (file, or a bag's metadata) decide
+        # the model's labels
+        model_cfg = dataclasses.replace(model_cfg, labels=labels)
     return model_cfg
 
 

@@ -10,12 +10,18 @@ Format (YAML):
 ids below it are stuff, the others are instance classes). Per point, files carry `semantic_id`
 (index into `classes`, or ignore_id) and `instance_id` (any non-negative id per object, or
 ignore_id); stuff points' instance ids are dropped.
+
+A bag written by `sphmask-bag record-synthetic` carries its classes in the bag metadata
+(`BAG_NAMES_KEY`, `BAG_SHIFT_KEY`, ignore id -1); `classes_from_bag_metadata` reads them, for
+`sphmask-bag export` and training's `bag` dataset alike.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 import numpy as np
 import yaml
@@ -24,6 +30,9 @@ from sphmask_core.data.errors import DatasetError
 from sphmask_core.data.scene import IGNORE_LABEL, LabelSpec
 
 _KEYS = {"classes", "stuff", "ignore_id"}
+# rosbag2 metadata (custom_data) keys of a labelled bag's classes
+BAG_NAMES_KEY = "sphmask.semantic_names"  # JSON list of semantic class names, id order
+BAG_SHIFT_KEY = "sphmask.label_shift"  # number of leading stuff classes
 
 
 @dataclass(frozen=True)
@@ -94,3 +103,19 @@ def map_labels(
     no_inst = (ins == classes.ignore_id) | (ins < 0) | (sem < classes.labels.label_shift)
     ins = np.where(no_inst, IGNORE_LABEL, ins)
     return sem, ins
+
+
+def classes_from_bag_metadata(custom: Mapping[str, str], source: str | Path) -> ClassesFile | None:
+    """The classes a bag's metadata names (ignore id -1), or None when it names none."""
+    if BAG_NAMES_KEY not in custom or BAG_SHIFT_KEY not in custom:
+        return None
+    try:
+        names = json.loads(custom[BAG_NAMES_KEY])
+        shift = int(custom[BAG_SHIFT_KEY])
+    except ValueError as exc:
+        raise DatasetError(source, f"unreadable class metadata {BAG_NAMES_KEY}/{BAG_SHIFT_KEY} "
+                                   f"({exc})") from None
+    if not isinstance(names, list) or not 0 <= shift <= len(names):
+        raise DatasetError(source, f"class metadata {BAG_NAMES_KEY}/{BAG_SHIFT_KEY} is not a "
+                                   f"name list and a stuff count within it")
+    return parse_classes({"classes": names, "stuff": names[:shift], "ignore_id": -1}, source)

@@ -21,7 +21,7 @@ import numpy as np
 
 from sphmask_core.data.classes import ClassesFile, map_labels
 from sphmask_core.data.errors import DatasetError
-from sphmask_core.data.scene import Scene
+from sphmask_core.data.scene import Scene, compact_ids
 
 FOLDER_SUFFIXES = (".ply", ".pcd", ".npy", ".npz")
 _SEMANTIC = ("semantic_id", "semantic")
@@ -147,14 +147,6 @@ def load_labelled_cloud(path: str | Path, classes: ClassesFile) -> Scene:
         raise DatasetError(path, "cloud has no (finite) points")
     sem, ins = map_labels(sem, ins, classes, path)
     try:
-        return Scene.from_arrays(xyz, rgb, sem, _compact(ins), name=path.stem).validate(classes.labels)
+        return Scene.from_arrays(xyz, rgb, sem, compact_ids(ins), name=path.stem).validate(classes.labels)
     except ValueError as exc:
         raise DatasetError(path, str(exc)) from None
-
-
-def _compact(ins: np.ndarray) -> np.ndarray:
-    out = np.full(ins.shape, -100, np.int64)
-    valid = ins >= 0
-    if valid.any():
-        out[valid] = np.unique(ins[valid], return_inverse=True)[1]
-    return out

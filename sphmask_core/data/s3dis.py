@@ -39,7 +39,7 @@ from scipy.spatial import cKDTree
 
 from sphmask_core.data.errors import DatasetError
 from sphmask_core.data.scannet import read_pth_arrays, save_pth_arrays, scene_from_arrays_checked
-from sphmask_core.data.scene import IGNORE_LABEL, S3DIS_LABELS, Scene, _compact_ids
+from sphmask_core.data.scene import IGNORE_LABEL, S3DIS_LABELS, Scene, compact_ids
 
 S3DIS_AREAS: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
 S3DIS_VAL_AREA = 5
@@ -122,7 +122,7 @@ def label_room(room_xyz: np.ndarray, annotations: Sequence[tuple[int, np.ndarray
         _, src = cKDTree(room_xyz[hit]).query(room_xyz[~hit], k=1)
         owner[~hit] = owner[hit][src]
     classes = np.array([c for c, _ in annotations], np.int64)
-    return classes[owner], _compact_ids(owner)
+    return classes[owner], compact_ids(owner)
 
 
 def room_name(room_dir: str | Path) -> str:
@@ -171,7 +171,7 @@ def room_to_scene(
     sem = np.asarray(semantic).astype(np.int64)
     inst = np.asarray(instance).astype(np.int64)
     if not stuff_instances:
-        inst = _compact_ids(np.where(sem < S3DIS_LABELS.label_shift, IGNORE_LABEL, inst))
+        inst = compact_ids(np.where(sem < S3DIS_LABELS.label_shift, IGNORE_LABEL, inst))
     sp = None if superpoint is None else np.unique(superpoint, return_inverse=True)[1].reshape(-1)
     return scene_from_arrays_checked(
         source or Path(name),

@@ -56,7 +56,7 @@ import torch
 
 from sphmask_core.data.errors import DatasetError
 from sphmask_core.data.ply import read_ply
-from sphmask_core.data.scene import IGNORE_LABEL, SCANNET_LABELS, Scene, _compact_ids
+from sphmask_core.data.scene import IGNORE_LABEL, SCANNET_LABELS, Scene, compact_ids
 
 # METHOD 8.1: NYU40 ids of the 20 benchmark classes, in SCANNET_LABELS order.
 NYU40_BENCHMARK_IDS: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 14, 16, 24, 28, 33, 34, 36, 39)
@@ -399,7 +399,7 @@ def load_scannet_raw(
         if paths.labels.is_file():
             check_labels_ply(paths.labels, semantic, name, paths.mesh.name)
         not_object = (semantic == IGNORE_LABEL) | (semantic < SCANNET_LABELS.label_shift)
-        instance = _compact_ids(np.where(not_object, IGNORE_LABEL, instance))
+        instance = compact_ids(np.where(not_object, IGNORE_LABEL, instance))
     superpoint = None if seg is None else np.unique(seg, return_inverse=True)[1].reshape(-1)
     return scene_from_arrays_checked(
         scene_dir, xyz=xyz, rgb=rgb, semantic=semantic, instance=instance, superpoint=superpoint, name=name

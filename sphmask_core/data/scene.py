@@ -111,7 +111,7 @@ STPLS3D_LABELS = LabelSpec(
 )
 
 
-def _compact_ids(ids: np.ndarray) -> np.ndarray:
+def compact_ids(ids: np.ndarray) -> np.ndarray:
     """Renumber non-negative ids to 0..K-1 in order of value; negative ids become IGNORE_LABEL."""
     out = np.full(ids.shape, IGNORE_LABEL, dtype=np.int64)
     valid = ids >= 0
@@ -269,7 +269,7 @@ class Scene:
             xyz=np.ascontiguousarray(self.xyz[sel]),
             rgb=np.ascontiguousarray(self.rgb[sel]),
             semantic=self.semantic[sel].copy(),
-            instance=_compact_ids(self.instance[sel]),
-            superpoint=None if self.superpoint is None else _compact_ids(self.superpoint[sel]),
+            instance=compact_ids(self.instance[sel]),
+            superpoint=None if self.superpoint is None else compact_ids(self.superpoint[sel]),
             name=self.name,
         )

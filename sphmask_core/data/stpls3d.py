@@ -37,7 +37,7 @@ import numpy as np
 
 from sphmask_core.data.errors import DatasetError
 from sphmask_core.data.scannet import read_pth_arrays, save_pth_arrays, scene_from_arrays_checked
-from sphmask_core.data.scene import IGNORE_LABEL, STPLS3D_LABELS, Scene, _compact_ids
+from sphmask_core.data.scene import IGNORE_LABEL, STPLS3D_LABELS, Scene, compact_ids
 
 VAL_SCENES: tuple[int, ...] = (5, 10, 15, 20, 25)
 TRAIN_SCENES: tuple[int, ...] = tuple(i for i in range(1, 26) if i not in VAL_SCENES)
@@ -180,7 +180,7 @@ def block_to_scene(block: np.ndarray, name: str, source: Path | None = None) -> 
         semantic = block[:, 6].astype(np.int64)
         raw_inst = block[:, 7].astype(np.int64)
         not_object = (semantic <= 0) | (raw_inst < 0)  # ground (0) and the dummy (-100)
-        instance = _compact_ids(np.where(not_object, IGNORE_LABEL, raw_inst))
+        instance = compact_ids(np.where(not_object, IGNORE_LABEL, raw_inst))
     return scene_from_arrays_checked(
         source or Path(name), xyz=xyz, rgb=rgb, semantic=semantic, instance=instance, name=name
     )

@@ -175,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `sphmask-bag`; returns the exit status."""
     import warnings
 
-    from sphmask_ros.bag.reader import BagError
+    from sphmask_core.sensor.bag_reader import BagError
 
     # spconv's import-time deprecation noise is not the user's business
     warnings.filterwarnings("ignore", category=FutureWarning)

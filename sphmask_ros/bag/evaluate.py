@@ -4,7 +4,8 @@ The frames go through the same `Pipeline` the live node runs (decode, pose, accu
 voxelize, cap, model, score threshold), built from the node parameters of a YAML file's
 `/**: ros__parameters` section, so offline numbers are the live node's numbers. Poses come from
 the bag: odometry on the parameters' `odometry_topic` (pose_source odometry) or `/tf` +
-`/tf_static` (pose_source tf); a cloud waits until a pose at or after its stamp has been read
+`/tf_static` (pose_source tf), fed by `sphmask_core.sensor.poses` (training on bags uses the same
+feed); a cloud waits until a pose at or after its stamp has been read
 (or the bag's time has passed its stamp by `tf_timeout`), as the live node waits for odometry.
 
 Ground truth: when the clouds carry `instance_id` / `semantic_id` fields (`record-synthetic`
@@ -27,29 +28,30 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
-import yaml
 
+from sphmask_core.data.classes import BAG_NAMES_KEY, BAG_SHIFT_KEY
 from sphmask_core.data.scene import SYNTHETIC_LABELS
 from sphmask_core.evaluation.scannet_eval import (
     GT_LABEL_DIVISOR,
     ScanNetEvaluator,
     pred_instances_from_masks,
 )
-from sphmask_ros.bag.reader import BagError, BagMessage, BagReader, to_rclpy
+from sphmask_core.sensor.bag_reader import BagMessage, BagReader
+from sphmask_core.sensor.node_params import NodeParams, load_node_params
+from sphmask_core.sensor.pointcloud2 import CloudError
+from sphmask_core.sensor.poses import BagPoseFeed, posed_clouds
+from sphmask_ros.bag.messages import to_rclpy
 from sphmask_ros.bag.writer import BagWriter, make_output_dir, make_qos
-from sphmask_ros.params import PARAMS, NodeParams, validate
 from sphmask_ros.pipeline import FrameSkipped, Pipeline, decode_frame
-from sphmask_ros.pointcloud2 import CloudError
 
 __all__ = [
     "EvalConfig",
     "EvalReport",
-    "load_node_params",
     "GroundTruthLabels",
     "gt_ids_for_model",
     "percentiles",
@@ -65,57 +67,6 @@ OUTPUT_TOPICS = {
 }
 
 
-# ------------------------------------------------------------------------------ parameters
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(_flatten(value, name + "."))
-        else:
-            out[name] = value
-    return out
-
-
-def load_node_params(path: str | Path | None, overrides: dict[str, Any] | None = None) -> NodeParams:
-    """NodeParams from a ROS 2 parameter file (`/**:` or a single node's `ros__parameters`).
-
-    None = the table defaults. Unknown names and invalid values raise ValueError naming them,
-    as the node would refuse them at start-up.
-    """
-    values: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        try:
-            doc = yaml.safe_load(path.read_text())
-        except OSError as exc:
-            raise ValueError(f"cannot read parameter file '{path}': {exc.strerror}") from None
-        except yaml.YAMLError as exc:
-            raise ValueError(f"parameter file '{path}' is not valid YAML: {exc}") from None
-        if not isinstance(doc, dict):
-            raise ValueError(f"parameter file '{path}' has no '/**: ros__parameters' section")
-        sections = [v["ros__parameters"] for k, v in doc.items()
-                    if isinstance(v, dict) and isinstance(v.get("ros__parameters"), dict)]
-        wild = doc.get("/**")
-        if isinstance(wild, dict) and isinstance(wild.get("ros__parameters"), dict):
-            sections = [wild["ros__parameters"]]
-        if len(sections) != 1:
-            raise ValueError(f"parameter file '{path}' needs exactly one 'ros__parameters' section "
-                             f"(found {len(sections)})")
-        values = _flatten(sections[0])
-    values.update(overrides or {})
-    known = {spec.name for spec in PARAMS}
-    for name, value in values.items():
-        if name not in known:
-            raise ValueError(f"unknown node parameter '{name}' in {path}")
-        ok, reason = validate(name, value)
-        if not ok:
-            raise ValueError(f"invalid node parameter in {path}: {reason}")
-    return NodeParams.from_values(values)
-
-
 # ------------------------------------------------------------------------------ ground truth
 
 
@@ -128,8 +79,8 @@ class GroundTruthLabels:
 
     @staticmethod
     def from_custom_data(custom: dict[str, str]) -> "GroundTruthLabels":
-        names = custom.get("sphmask.semantic_names")
-        shift = custom.get("sphmask.label_shift")
+        names = custom.get(BAG_NAMES_KEY)
+        shift = custom.get(BAG_SHIFT_KEY)
         if names is None or shift is None:
             return GroundTruthLabels(SYNTHETIC_LABELS.semantic_names, SYNTHETIC_LABELS.label_shift)
         return GroundTruthLabels(tuple(json.loads(names)), int(shift))
@@ -247,56 +198,6 @@ def _write_html(out_dir: Path, data: dict, overall: ScanNetEvaluator) -> Path:
                ("output bag", data["output_bag"])]))
 
 
-class _PoseFeed:
-    """Feeds the bag's pose messages to the pipeline and says when a cloud may be processed."""
-
-    def __init__(self, params: NodeParams, pipeline: Pipeline, bag: BagReader) -> None:
-        self.topics: list[str] = []
-        self.newest_ns: int | None = None
-        self.pipeline = pipeline
-        self.tf_store = None
-        self.needed = bool(params.fixed_frame) and params.pose_source != "static"
-        if not self.needed:
-            return
-        if params.pose_source == "odometry":
-            odom = params.odometry_topic if params.odometry_topic.startswith("/") \
-                else "/" + params.odometry_topic
-            bag.require_topic(odom, "nav_msgs/msg/Odometry")
-            self.topics = [odom]
-        else:  # tf: the bag's /tf and /tf_static stand in for tf2
-            self.topics = [t for t in ("/tf", "/tf_static") if t in bag.topics]
-            if not self.topics:
-                raise BagError("pose_source 'tf' needs /tf or /tf_static in the bag; it has neither")
-            from sphmask_ros.interfaces import make_typestore
-
-            self.tf_store = make_typestore()
-
-    def feed(self, msg: BagMessage) -> None:
-        if msg.msgtype == "nav_msgs/msg/Odometry":
-            odom = to_rclpy(msg)
-            self.pipeline.add_odometry(odom)
-            stamp = int(odom.header.stamp.sec) * 1_000_000_000 + int(odom.header.stamp.nanosec)
-        else:
-            tfm = self.tf_store.deserialize_cdr(msg.data, msg.msgtype)
-            static = msg.topic == "/tf_static"
-            cache = self.pipeline.poses.external
-            stamp = 0
-            for t in tfm.transforms:
-                cache.add_transform_stamped(t, static=static)
-                if not static:
-                    stamp = max(stamp, int(t.header.stamp.sec) * 1_000_000_000
-                                + int(t.header.stamp.nanosec))
-            if static:
-                return
-        self.newest_ns = stamp if self.newest_ns is None else max(self.newest_ns, stamp)
-
-    def ready(self, cloud_stamp: int, now_ns: int, tolerance_ns: int) -> bool:
-        if not self.needed:
-            return True
-        return (self.newest_ns is not None and self.newest_ns >= cloud_stamp) \
-            or now_ns > cloud_stamp + tolerance_ns
-
-
 def _load_segmenter(cfg: EvalConfig, params: NodeParams) -> tuple[Any, str]:
     from sphmask_core.inference.segmenter import Segmenter
     from sphmask_core.pretrained import DEFAULT_CHECKPOINT_NAME
@@ -321,8 +222,6 @@ def evaluate_bag(cfg: EvalConfig, segmenter: Any = None, model_name: str = "",
     frames so far (`"interrupted": true`), then re-raises KeyboardInterrupt.
     """
     from sphmask_ros import conversions
-    from sphmask_ros.pipeline import PoseSource
-    from sphmask_ros.transforms import TransformCache
 
     params = load_node_params(cfg.params_file)
     bag = BagReader(cfg.bag, warn=lambda w: log(f"warning: {w}"))
@@ -330,10 +229,8 @@ def evaluate_bag(cfg: EvalConfig, segmenter: Any = None, model_name: str = "",
     out_dir = make_output_dir(cfg.output_dir(), cfg.overwrite)
     if segmenter is None:
         segmenter, model_name = _load_segmenter(cfg, params)
-    pose_source = PoseSource(params, external=TransformCache() if params.pose_source == "tf"
-                             and params.fixed_frame else None)
-    pipeline = Pipeline(segmenter, params, model_name or "model", pose_source=pose_source)
-    feed = _PoseFeed(params, pipeline, bag)
+    feed = BagPoseFeed(params, bag)
+    pipeline = Pipeline(segmenter, params, model_name or "model", pose_source=feed.poses)
     if cfg.warmup and hasattr(segmenter, "warmup"):
         pipeline.warmup_s = segmenter.warmup()
     class_names = list(pipeline.class_names)
@@ -357,7 +254,6 @@ def evaluate_bag(cfg: EvalConfig, segmenter: Any = None, model_name: str = "",
     renders: list[str] = []
     has_gt: bool | None = None
     interrupted = False
-    pending: list[BagMessage] = []
     index = 0
     tolerance_ns = int(round(params.tf_timeout * 1e9))
 
@@ -428,18 +324,9 @@ def evaluate_bag(cfg: EvalConfig, segmenter: Any = None, model_name: str = "",
                 renders.append(str(path))
 
         try:
-            for msg in bag.messages([cfg.topic] + feed.topics):
-                if msg.topic != cfg.topic:
-                    feed.feed(msg)
-                else:
-                    if cfg.max_frames > 0 and index + len(pending) >= cfg.max_frames:
-                        continue
-                    pending.append(msg)
-                while pending and feed.ready(_header_stamp(pending[0]), msg.log_time_ns, tolerance_ns):
-                    process(pending.pop(0))
-                    bar.update(1)
-            while pending:
-                process(pending.pop(0))
+            for msg in posed_clouds(bag.messages([cfg.topic] + feed.topics), cfg.topic, feed,
+                                    tolerance_ns, cfg.max_frames):
+                process(msg)
                 bar.update(1)
         except KeyboardInterrupt:
             interrupted = True
@@ -480,16 +367,3 @@ def evaluate_bag(cfg: EvalConfig, segmenter: Any = None, model_name: str = "",
     if interrupted:
         raise KeyboardInterrupt
     return EvalReport(data, out_dir)
-
-
-def _header_stamp(msg: BagMessage) -> int:
-    """Header stamp of a raw PointCloud2 without decoding the points: the CDR header leads with
-    the 4-byte encapsulation, then stamp sec (int32) and nanosec (uint32)."""
-    raw = msg.data
-    if len(raw) < 12:
-        return msg.log_time_ns
-    little = raw[1] == 1
-    order = "little" if little else "big"
-    sec = int.from_bytes(raw[4:8], order, signed=True)
-    nsec = int.from_bytes(raw[8:12], order, signed=False)
-    return sec * 1_000_000_000 + nsec

@@ -1,7 +1,8 @@
 """`export`: a labelled bag's clouds as a `folder` training dataset (one .npz per frame).
 
-Training never reads bags itself (training/ and sphmask_ros/ do not import each other): this
-command turns the frames of a bag whose PointCloud2s carry `instance_id` / `semantic_id` fields
+Training can read labelled bags directly (`dataset.name: bag`, which also accumulates windows
+with the node's pre-processing); this command is the other way: it turns the frames of a bag
+whose PointCloud2s carry `instance_id` / `semantic_id` fields
 (`record-synthetic` writes them; label your own the same way) into the folder format of
 sphmask_core/data/folder.py, decoding each cloud with the node's own `decode_cloud`, and writes
 `classes.yaml` from the bag's `sphmask.semantic_names` / `sphmask.label_shift` metadata when it
@@ -13,7 +14,6 @@ accumulation.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -21,8 +21,10 @@ from typing import Callable
 import numpy as np
 import yaml
 
-from sphmask_ros.bag.reader import BagReader, to_rclpy
-from sphmask_ros.pointcloud2 import CloudError, decode_cloud
+from sphmask_core.data.classes import classes_from_bag_metadata
+from sphmask_core.sensor.bag_reader import BagReader
+from sphmask_core.sensor.pointcloud2 import CloudError, decode_cloud
+from sphmask_ros.bag.messages import to_rclpy
 
 POINTCLOUD2 = "sensor_msgs/msg/PointCloud2"
 
@@ -45,12 +47,9 @@ def export_frames(bag_path: Path, out_dir: Path, topic: str = "/points", start_s
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise ValueError(f"output folder {out_dir} already exists; choose another or add --overwrite")
     out_dir.mkdir(parents=True, exist_ok=True)
-    custom = bag.custom_data
-    if "sphmask.semantic_names" in custom and "sphmask.label_shift" in custom:
-        names = json.loads(custom["sphmask.semantic_names"])
-        shift = int(custom["sphmask.label_shift"])
-        (out_dir / "classes.yaml").write_text(yaml.safe_dump(
-            {"classes": names, "stuff": names[:shift], "ignore_id": -1}, sort_keys=False))
+    classes = classes_from_bag_metadata(bag.custom_data, bag_path)
+    if classes is not None:
+        (out_dir / "classes.yaml").write_text(yaml.safe_dump(classes.to_dict(), sort_keys=False))
     stats = ExportStats()
     first_ns: int | None = None
     for k, msg in enumerate(bag.messages([topic])):

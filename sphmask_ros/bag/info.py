@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sphmask_ros.bag.reader import BagReader
+from sphmask_core.sensor.bag_reader import BagReader
 
 __all__ = ["GT_FIELDS", "TopicSummary", "BagInfo", "bag_info", "format_info"]
 

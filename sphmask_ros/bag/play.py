@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from sphmask_ros.bag.reader import BagMessage, BagReader, UnknownMessageTypeError, rclpy_message_class
+from sphmask_core.sensor.bag_reader import BagMessage, BagReader
+
+from sphmask_ros.bag.messages import UnknownMessageTypeError, rclpy_message_class
 from sphmask_ros.bag.writer import rclpy_qos
 
 __all__ = ["PlayConfig", "PlayStats", "play_bag"]

@@ -20,10 +20,12 @@ from typing import Any, Callable
 
 import numpy as np
 
+from sphmask_core.data.classes import BAG_NAMES_KEY, BAG_SHIFT_KEY
 from sphmask_core.data.scene import SYNTHETIC_LABELS
 from sphmask_core.data.synthetic import Frame, SensorConfig, SyntheticConfig, generate_frames
+from sphmask_core.sensor.transforms import Transform
 from sphmask_ros.bag.writer import BagWriter, make_qos, prepare_output
-from sphmask_ros.transforms import Transform
+from sphmask_ros.transforms import pose_msg
 
 __all__ = [
     "RecordConfig",
@@ -134,7 +136,7 @@ def frame_to_odometry(frame: Frame, stamp: int) -> Any:
     msg = Odometry()
     msg.header = _header(stamp, MAP_FRAME)
     msg.child_frame_id = BASE_FRAME
-    msg.pose.pose = t_map_base.to_pose_msg()
+    msg.pose.pose = pose_msg(t_map_base)
     return msg
 
 
@@ -163,8 +165,8 @@ def record_synthetic(out: str | Path, cfg: RecordConfig, overwrite: bool = False
     frames = synthetic_frames(cfg)
     points = []
     with BagWriter(path, cfg.storage) as bag:
-        bag.set_custom_data("sphmask.semantic_names", json.dumps(list(SYNTHETIC_LABELS.semantic_names)))
-        bag.set_custom_data("sphmask.label_shift", str(SYNTHETIC_LABELS.label_shift))
+        bag.set_custom_data(BAG_NAMES_KEY, json.dumps(list(SYNTHETIC_LABELS.semantic_names)))
+        bag.set_custom_data(BAG_SHIFT_KEY, str(SYNTHETIC_LABELS.label_shift))
         bag.set_custom_data("sphmask.extrinsic", json.dumps(
             {"parent": BASE_FRAME, "child": SENSOR_FRAME, "xyz": list(EXTRINSIC_XYZ),
              "quaternion_xyzw": list(EXTRINSIC_QUAT)}))

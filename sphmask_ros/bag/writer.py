@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
-from sphmask_ros.bag.reader import BagError
+from sphmask_core.sensor.bag_reader import BagError
 
 __all__ = [
     "STORAGES",

@@ -12,9 +12,10 @@ import yaml
 from sphmask_core.checkpoint import load_checkpoint
 from sphmask_core.data.classes import load_classes
 from sphmask_core.data.folder import list_folder_split, load_labelled_cloud
+from sphmask_core.sensor.bag_reader import BagReader
+from sphmask_core.sensor.pointcloud2 import decode_cloud
 from sphmask_ros.bag.cli import main as bag_main
-from sphmask_ros.bag.reader import BagReader, to_rclpy
-from sphmask_ros.pointcloud2 import decode_cloud
+from sphmask_ros.bag.messages import to_rclpy
 from training import train
 
 
@@ -81,7 +82,7 @@ def test_node_pipeline_refuses_a_backbone_checkpoint(tmp_path):
 
     from sphmask_core.checkpoint import CheckpointError, config_from_checkpoint, save_checkpoint
     from sphmask_core.pretrained import default_checkpoint_path
-    from sphmask_ros.params import NodeParams
+    from sphmask_core.sensor.node_params import NodeParams
     from sphmask_ros.pipeline import Pipeline
 
     shipped = load_checkpoint(default_checkpoint_path())

@@ -14,8 +14,9 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import PointCloud2
 
+from sphmask_core.sensor.bag_reader import BagReader
+from sphmask_ros.bag.messages import to_rclpy
 from sphmask_ros.bag.play import PlayConfig, play_bag
-from sphmask_ros.bag.reader import BagReader, to_rclpy
 
 
 def test_play_delivers_every_message_in_order(synthetic_bags, fresh_ros_domain):

@@ -15,10 +15,12 @@ from sphmask_core.evaluation.scannet_eval import (
     gt_ids_from_labels,
     pred_instances_from_masks,
 )
+from sphmask_core.sensor.bag_reader import BagReader
+from sphmask_core.sensor.pointcloud2 import decode_cloud
 from sphmask_ros.bag.cli import main as bag_main
 from sphmask_ros.bag.evaluate import OUTPUT_TOPICS, EvalConfig, evaluate_bag
 from sphmask_ros.bag.info import bag_info
-from sphmask_ros.bag.reader import BagReader, to_rclpy
+from sphmask_ros.bag.messages import to_rclpy
 from sphmask_ros.bag.record import (
     EXTRINSIC_QUAT,
     EXTRINSIC_XYZ,
@@ -27,7 +29,6 @@ from sphmask_ros.bag.record import (
     record_synthetic,
     synthetic_frames,
 )
-from sphmask_ros.pointcloud2 import decode_cloud
 
 MIN_REGION = 20
 

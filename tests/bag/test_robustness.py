@@ -6,8 +6,9 @@ import os
 
 import pytest
 
+from sphmask_core.sensor.bag_reader import BagReader
 from sphmask_ros.bag.cli import main as bag_main
-from sphmask_ros.bag.reader import BagReader, UnknownMessageTypeError
+from sphmask_ros.bag.messages import UnknownMessageTypeError
 from sphmask_ros.bag.record import RecordConfig, record_synthetic
 from sphmask_ros.bag.writer import BagWriter
 
@@ -41,7 +42,7 @@ def test_missing_topic_is_one_line_exit_2(synthetic_bags, tmp_path, capsys):
 
 
 def test_unknown_type_is_named():
-    from sphmask_ros.bag.reader import rclpy_message_class
+    from sphmask_ros.bag.messages import rclpy_message_class
 
     with pytest.raises(UnknownMessageTypeError, match="pcl_msgs/msg/PolygonMesh"):
         rclpy_message_class("pcl_msgs/msg/PolygonMesh")
@@ -73,6 +74,6 @@ def test_interrupted_writer_leaves_a_readable_bag(tmp_path):
             raise KeyboardInterrupt
     reader = BagReader(path)
     assert not reader.warnings and reader.topics["/chatter"].count == 5
-    from sphmask_ros.bag.reader import to_rclpy
+    from sphmask_ros.bag.messages import to_rclpy
 
     assert [to_rclpy(m).data for m in reader.messages()] == [f"m{i}" for i in range(5)]

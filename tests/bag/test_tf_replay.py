@@ -19,9 +19,10 @@ from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 
 from sphmask.msg import InstanceArray  # noqa: E402
+from sphmask_core.sensor.bag_reader import BagReader  # noqa: E402
 from sphmask_ros.bag.evaluate import OUTPUT_TOPICS, EvalConfig, evaluate_bag  # noqa: E402
+from sphmask_ros.bag.messages import to_rclpy  # noqa: E402
 from sphmask_ros.bag.play import PlayConfig, play_bag  # noqa: E402
-from sphmask_ros.bag.reader import BagReader, to_rclpy  # noqa: E402
 from sphmask_ros.bag.record import (  # noqa: E402
     EXTRINSIC_QUAT,
     EXTRINSIC_XYZ,

@@ -149,7 +149,7 @@ def test_class_map_msg():
 
 
 def test_labelled_cloud_round_trip():
-    from sphmask_ros.pointcloud2 import decode_cloud
+    from sphmask_core.sensor.pointcloud2 import decode_cloud
 
     inst = _instances()
     rng = np.random.default_rng(0)

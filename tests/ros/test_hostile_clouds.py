@@ -16,13 +16,14 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from sensor_msgs.msg import PointCloud2, PointField
 from std_msgs.msg import Header
 
+from sphmask_core.sensor.pointcloud2 import CloudError, decode_cloud, dtype_from_fields
 from sphmask_ros.diagnostics import (
     RuntimeStats,
     TransportWindow,
     diagnostic_array,
     plausible_latency,
 )
-from sphmask_ros.pointcloud2 import CloudError, decode_cloud, dtype_from_fields, encode_cloud
+from sphmask_ros.pointcloud2 import encode_cloud
 
 F32 = PointField.FLOAT32
 
@@ -191,7 +192,7 @@ def test_single_bad_points_no_longer_cost_the_frame(checkpoint):
     """Each of these used to raise in the voxel grid or the model and drop the whole frame:
     1e30 and 3.4e38 coordinates (int64 overflow in the voxel keys), an int32 x at +-2**31, one
     outlier 5 km away (beyond the model's grid), uint16 colours at 65535 and NaN/Inf colours."""
-    from sphmask_ros.params import NodeParams
+    from sphmask_core.sensor.node_params import NodeParams
     from sphmask_ros.pipeline import Pipeline, decode_frame
 
     params = NodeParams(checkpoint=str(checkpoint), device="cpu", max_points=3000)

@@ -15,7 +15,7 @@ from sensor_msgs.msg import PointCloud2, PointField
 from sphmask.msg import InstanceArray
 from visualization_msgs.msg import Marker
 
-from sphmask_ros.pointcloud2 import decode_cloud
+from sphmask_core.sensor.pointcloud2 import decode_cloud
 from tests.ros.node_harness import TEST_MAX_POINTS, Graph, OracleSegmenter, Probe, cloud_msg, make_node, scene_points
 
 

@@ -14,7 +14,8 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticStatus
 from sensor_msgs.msg import PointCloud2, PointField
 
-from sphmask_ros.pointcloud2 import MAX_ABS_COORDINATE, encode_cloud
+from sphmask_core.sensor.pointcloud2 import MAX_ABS_COORDINATE
+from sphmask_ros.pointcloud2 import encode_cloud
 from tests.ros.node_harness import Graph, OracleSegmenter, Probe, cloud_msg, make_node, scene_points
 
 U32_MAX = 2**32 - 1

@@ -7,7 +7,8 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 
 import sphmask_ros.node_main as node_main  # noqa: E402
-from sphmask_ros.params import SPECS, declare_all  # noqa: E402
+from sphmask_core.sensor.node_params import SPECS  # noqa: E402
+from sphmask_ros.params import declare_all  # noqa: E402
 from sphmask_ros.params_file import params_file_problem, params_files, unknown_overrides  # noqa: E402
 
 

@@ -50,7 +50,7 @@ def test_shipped_model_finds_synthetic_instances():
         gt_ids_from_labels,
         pred_instances_from_masks,
     )
-    from sphmask_ros.params import NodeParams
+    from sphmask_core.sensor.node_params import NodeParams
     from sphmask_ros.pipeline import Pipeline, decode_frame
 
     pipeline = Pipeline.from_params(NodeParams(device="cpu"))  # checkpoint "" = shipped model
@@ -70,7 +70,7 @@ def test_shipped_model_finds_synthetic_instances():
 
 
 def test_class_names_override_and_device_errors(checkpoint):
-    from sphmask_ros.params import NodeParams
+    from sphmask_core.sensor.node_params import NodeParams
     from sphmask_ros.pipeline import Pipeline
 
     names = [f"thing{i}" for i in range(10)]
@@ -86,7 +86,7 @@ def test_class_names_override_and_device_errors(checkpoint):
 
 
 def test_input_grid_at_or_above_the_model_voxel_is_warned(checkpoint):
-    from sphmask_ros.params import NodeParams
+    from sphmask_core.sensor.node_params import NodeParams
     from sphmask_ros.pipeline import Pipeline
 
     class Log:

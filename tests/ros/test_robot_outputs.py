@@ -16,8 +16,9 @@ from sphmask_core.inference.instances import Instances, point_instance_from_mask
 from sphmask_ros.detections import instances_to_detections  # noqa: E402
 from sphmask_ros.instance_image import NO_INSTANCE, instance_image, instance_image_msg  # noqa: E402
 from sphmask_ros.pipeline import expand_instances  # noqa: E402
-from sphmask_ros.pointcloud2 import decode_cloud, encode_cloud  # noqa: E402
-from sphmask_ros.preprocess import PreprocessConfig, Preprocessor  # noqa: E402
+from sphmask_core.sensor.pointcloud2 import decode_cloud  # noqa: E402
+from sphmask_core.sensor.preprocess import PreprocessConfig, Preprocessor  # noqa: E402
+from sphmask_ros.pointcloud2 import encode_cloud  # noqa: E402
 
 
 def _instances(masks, xyz, class_ids, scores) -> Instances:

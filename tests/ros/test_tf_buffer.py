@@ -11,7 +11,7 @@ from scipy.spatial.transform import Rotation  # noqa: E402
 from tf2_msgs.msg import TFMessage  # noqa: E402
 
 from sphmask_ros.tf_buffer import TfBuffer  # noqa: E402
-from sphmask_ros.transforms import TransformLookupError  # noqa: E402
+from sphmask_core.sensor.transforms import TransformLookupError  # noqa: E402
 
 S = 1_000_000_000
 

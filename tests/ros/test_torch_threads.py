@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sphmask_ros.params import NodeParams, validate
+from sphmask_core.sensor.node_params import NodeParams, validate
 from sphmask_ros.pipeline import Pipeline
 
 

@@ -86,7 +86,8 @@ def test_tracking_ids_and_colours_over_a_bag(tmp_path):
     from std_msgs.msg import Header
 
     from sphmask_ros.bag.evaluate import OUTPUT_TOPICS, EvalConfig, evaluate_bag
-    from sphmask_ros.bag.reader import BagReader, to_rclpy
+    from sphmask_core.sensor.bag_reader import BagReader
+    from sphmask_ros.bag.messages import to_rclpy
     from sphmask_ros.bag.writer import BagWriter, make_qos
     from sphmask_ros.conversions import instance_colors
     from sphmask_ros.pointcloud2 import encode_cloud

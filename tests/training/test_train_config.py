@@ -116,7 +116,7 @@ def test_shipped_configs_load(path: Path, tmp_path: Path) -> None:
     assert text.lstrip().startswith("#"), "each shipped config documents what it reproduces"
     cfg = load_train_config(path)
     assert isinstance(cfg, TrainConfig)
-    if cfg.dataset.name == "folder":
+    if cfg.dataset.name in ("folder", "bag"):
         # the example points at the user's data: give it a classes file of its own
         classes = tmp_path / "classes.yaml"
         classes.write_text("classes: [floor, wall, box, barrel]\nstuff: [floor, wall]\nignore_id: -1\n")

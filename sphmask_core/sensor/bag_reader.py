@@ -8,14 +8,15 @@ damage. Damage met while iterating ends the iteration too. Either way a one-line
 what was lost is appended to `warnings` (and passed to the optional `warn` callback), so a
 recording cut short by a crash or a full disk still gives its intact part.
 
-Messages stay raw CDR: `to_rclpy` turns one into the rclpy message the live node would receive
-(`rclpy.serialization.deserialize_message`), so offline tools and the live node see identical
-bytes.
+Messages stay raw CDR. `deserialize` turns one into a `rosbags` dataclass (same attribute names
+as the rclpy message, enough for `decode_cloud` and `TransformCache`), which is how training reads
+bags without ROS; `sphmask_ros.bag.messages.to_rclpy` gives the rclpy message the live node would
+receive. `rosbags` is imported inside the functions that use it, so importing this module pulls
+in no bag library.
 """
 
 from __future__ import annotations
 
-import importlib
 import sqlite3
 import struct
 from dataclasses import dataclass, field
@@ -28,13 +29,12 @@ import yaml
 __all__ = [
     "BagError",
     "TopicNotFoundError",
-    "UnknownMessageTypeError",
     "BagMessage",
     "TopicInfo",
     "BagReader",
-    "rclpy_message_class",
-    "to_rclpy",
-    "stamp_ns",
+    "ros2_typestore",
+    "deserialize",
+    "cdr_header_stamp",
 ]
 
 _MCAP_MAGIC = b"\x89MCAP0\r\n"
@@ -47,10 +47,6 @@ class BagError(Exception):
 
 class TopicNotFoundError(BagError):
     """A topic asked for is not in the bag."""
-
-
-class UnknownMessageTypeError(BagError):
-    """A message type with no Python (rclpy) definition available here."""
 
 
 @dataclass(frozen=True)
@@ -69,30 +65,32 @@ class TopicInfo:
     qos: list[Any] = field(default_factory=list)  # rosbags.interfaces.Qos, one per publisher
 
 
-def stamp_ns(stamp: Any) -> int:
-    """builtin_interfaces/Time (rclpy or rosbags) -> integer nanoseconds."""
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+def ros2_typestore() -> Any:
+    """The rosbags typestore of the ROS 2 distribution our bags are written for (Kilted)."""
+    from rosbags.typesys import Stores, get_typestore
+
+    return get_typestore(Stores.ROS2_KILTED)
 
 
-def rclpy_message_class(msgtype: str) -> type:
-    """'pkg/msg/Name' -> the rclpy message class; UnknownMessageTypeError when not installed."""
-    parts = msgtype.split("/")
-    if len(parts) != 3 or not all(parts):
-        raise UnknownMessageTypeError(f"'{msgtype}' is not a ROS 2 message type name (pkg/msg/Name)")
-    pkg, sub, name = parts
-    try:
-        module = importlib.import_module(f"{pkg}.{sub}")
-        return getattr(module, name)
-    except (ImportError, AttributeError):
-        raise UnknownMessageTypeError(
-            f"message type '{msgtype}' has no Python definition installed here") from None
+def deserialize(message: BagMessage, store: Any) -> Any:
+    """The rosbags dataclass of a bag message (`store` from `ros2_typestore`)."""
+    if message.msgtype not in store.fielddefs:
+        raise BagError(f"message type '{message.msgtype}' on '{message.topic}' is unknown to the "
+                       f"typestore")
+    return store.deserialize_cdr(message.data, message.msgtype)
 
 
-def to_rclpy(message: BagMessage) -> Any:
-    """The rclpy message of a bag message (same CDR bytes the live node would receive)."""
-    from rclpy.serialization import deserialize_message
-
-    return deserialize_message(message.data, rclpy_message_class(message.msgtype))
+def cdr_header_stamp(message: BagMessage) -> int:
+    """Header stamp (ns) of a raw message that starts with a std_msgs/Header, without decoding
+    the rest: the CDR data leads with the 4-byte encapsulation, then stamp sec (int32) and
+    nanosec (uint32). Too short a message gives its log time."""
+    raw = message.data
+    if len(raw) < 12:
+        return message.log_time_ns
+    order = "little" if raw[1] == 1 else "big"
+    sec = int.from_bytes(raw[4:8], order, signed=True)
+    nsec = int.from_bytes(raw[8:12], order, signed=False)
+    return sec * 1_000_000_000 + nsec
 
 
 # ----------------------------------------------------------------------------------- mcap scan

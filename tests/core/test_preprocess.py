@@ -1,17 +1,18 @@
-"""Pre-processing: accumulation against the synthetic scene, windows, voxels, crop, cap."""
+"""Pre-processing: accumulation against the synthetic scene, windows, voxels, crop, cap.
+
+Messages are plain namespaces with the PointCloud2 / Odometry attributes the decoder and the
+cache read (both are duck-typed; the node's rclpy messages are covered in tests/ros)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from types import SimpleNamespace as NS
 
 import numpy as np
 import pytest
-from nav_msgs.msg import Odometry
-from sensor_msgs.msg import PointCloud2
-from std_msgs.msg import Header
 
-from sphmask_ros.pointcloud2 import DecodedCloud, encode_cloud
-from sphmask_ros.preprocess import (
+from sphmask_core.sensor.pointcloud2 import DecodedCloud
+from sphmask_core.sensor.preprocess import (
     FrameAccumulator,
     PreparedInput,
     PreprocessConfig,
@@ -22,9 +23,9 @@ from sphmask_ros.preprocess import (
     crop_mask,
     voxel_downsample,
 )
-from sphmask_ros.transforms import Transform, TransformCache
+from sphmask_core.sensor.transforms import Transform, TransformCache
 
-NS = 1_000_000_000
+NS_PER_S = 1_000_000_000
 
 
 @pytest.fixture(scope="module")
@@ -34,21 +35,44 @@ def synthetic():
     return synth.generate_frames(0, cfg, n_frames=3)
 
 
-def _odometry(stamp_ns: int, pose: np.ndarray) -> Odometry:
+def _header(frame_id: str, stamp_ns: int) -> NS:
+    sec, nanosec = divmod(stamp_ns, NS_PER_S)
+    return NS(frame_id=frame_id, stamp=NS(sec=sec, nanosec=nanosec))
+
+
+def _odometry(stamp_ns: int, pose: np.ndarray) -> NS:
+    """nav_msgs/Odometry look-alike: world <- camera at ``stamp_ns``."""
     t = Transform.from_matrix(pose)
-    msg = Odometry()
-    msg.header.frame_id, msg.child_frame_id = "world", "camera"
-    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, NS)
-    msg.pose.pose = t.to_pose_msg()
-    return msg
+    (x, y, z), (qx, qy, qz, qw) = t.translation, t.quat_xyzw
+    return NS(header=_header("world", stamp_ns), child_frame_id="camera",
+              pose=NS(pose=NS(position=NS(x=x, y=y, z=z),
+                              orientation=NS(x=qx, y=qy, z=qz, w=qw))))
 
 
-def _frame_msg(frame, stamp_ns: int) -> PointCloud2:
-    header = Header(frame_id="camera")
-    header.stamp.sec, header.stamp.nanosec = divmod(stamp_ns, NS)
-    return encode_cloud(header, {"xyz": frame.xyz, "rgb": frame.rgb,
-                                 "scene_index": frame.index.astype(np.int32),
-                                 "instance": frame.instance.astype(np.int32)})
+def _cloud_msg(header: NS, columns: dict[str, np.ndarray]) -> NS:
+    """sensor_msgs/PointCloud2 look-alike of little-endian float32 / int32 columns."""
+    codes = {np.dtype("<f4"): 7, np.dtype("<i4"): 5}  # PointField FLOAT32, INT32
+    dtype = np.dtype([(name, col.dtype.newbyteorder("<")) for name, col in columns.items()])
+    points = np.empty(len(next(iter(columns.values()))), dtype=dtype)
+    for name, col in columns.items():
+        points[name] = col
+    fields = [NS(name=n, offset=dtype.fields[n][1], datatype=codes[dtype[n]], count=1)
+              for n in dtype.names]
+    return NS(header=header, height=1, width=len(points), fields=fields, is_bigendian=False,
+              point_step=dtype.itemsize, row_step=dtype.itemsize * len(points), is_dense=True,
+              data=points.tobytes())
+
+
+def _frame_msg(frame, stamp_ns: int) -> NS:
+    xyz = frame.xyz.astype(np.float32)
+    return _cloud_msg(_header("camera", stamp_ns), {
+        "x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2],
+        # float colour channels 0..1 are read as r/g/b (sphmask_core.data.colour)
+        "r": ((frame.rgb[:, 0] + 1) / 2).astype(np.float32),
+        "g": ((frame.rgb[:, 1] + 1) / 2).astype(np.float32),
+        "b": ((frame.rgb[:, 2] + 1) / 2).astype(np.float32),
+        "scene_index": frame.index.astype(np.int32),
+        "instance": frame.instance.astype(np.int32)})
 
 
 def _cloud(xyz: np.ndarray, stamp_ns: int = 0, frame_id: str = "s") -> DecodedCloud:
@@ -65,11 +89,11 @@ def test_accumulating_synthetic_frames_reproduces_the_scene(synthetic) -> None:
     scene, frames = synthetic
     cache = TransformCache()
     for f in frames:
-        cache.add_odometry(_odometry(int(round(f.stamp * NS)), f.pose))
+        cache.add_odometry(_odometry(int(round(f.stamp * NS_PER_S)), f.pose))
     pre = Preprocessor(PreprocessConfig(fixed_frame="world", accumulate_frames=3, input_voxel_size=0.0,
                                         max_points=0, tolerance_s=0.0), cache)
     for f in frames:
-        out = pre.process_msg(_frame_msg(f, int(round(f.stamp * NS))))
+        out = pre.process_msg(_frame_msg(f, int(round(f.stamp * NS_PER_S))))
         assert isinstance(out, PreparedInput), out
     assert out.n_sweeps == 3 and out.frame_id == "world"
     idx = out.point_extras["scene_index"].astype(np.int64)
@@ -91,10 +115,10 @@ def test_time_window_in_the_pipeline(synthetic) -> None:
     _, frames = synthetic  # 0.1 s apart
     cache = TransformCache()
     for f in frames:
-        cache.add_odometry(_odometry(int(round(f.stamp * NS)), f.pose))
+        cache.add_odometry(_odometry(int(round(f.stamp * NS_PER_S)), f.pose))
     pre = Preprocessor(PreprocessConfig(fixed_frame="world", accumulate_frames=5,
                                         accumulate_seconds=0.15, input_voxel_size=0.05), cache)
-    outs = [pre.process_msg(_frame_msg(f, int(round(f.stamp * NS)))) for f in frames]
+    outs = [pre.process_msg(_frame_msg(f, int(round(f.stamp * NS_PER_S)))) for f in frames]
     assert [o.n_sweeps for o in outs] == [1, 2, 2]
 
 
@@ -131,7 +155,8 @@ def test_skip_reasons() -> None:
     assert Preprocessor().process(_cloud(np.empty((0, 3)))).kind == "empty"
     cfg = PreprocessConfig(crop_min=(5, 5, 5), crop_max=(6, 6, 6))
     assert Preprocessor(cfg).process(_cloud(np.zeros((3, 3)))).kind == "empty"
-    bad = encode_cloud(Header(frame_id="s"), {"xyz": np.zeros((4, 3), np.float32)})
+    zeros = np.zeros(4, np.float32)
+    bad = _cloud_msg(_header("s", 0), {"x": zeros, "y": zeros, "z": zeros})
     bad.point_step, bad.row_step = 100, 400
     skip = Preprocessor().process_msg(bad)
     assert skip.kind == "invalid" and "data has" in skip.reason

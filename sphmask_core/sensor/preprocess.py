@@ -1,5 +1,5 @@
 """Decode -> transform -> accumulate -> crop -> voxelize -> cap: the ONE implementation of the
-node's pre-processing, shared by the live node and the offline bag tools.
+node's pre-processing, shared by the live node, the offline bag tools and training on bags.
 
 Frames. Each cloud is moved into ``fixed_frame`` at its own stamp (ego-motion compensation)
 and stored there; the accumulated sweeps are then expressed in the output frame
@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from sphmask_ros.pointcloud2 import CloudError, DecodedCloud, decode_cloud
-from sphmask_ros.transforms import (
+from sphmask_core.sensor.pointcloud2 import CloudError, DecodedCloud, decode_cloud
+from sphmask_core.sensor.transforms import (
     Transform,
     TransformCache,
     TransformLookupError,
@@ -54,7 +54,7 @@ _NS = 1_000_000_000
 
 @dataclass(frozen=True)
 class PreprocessConfig:
-    """Pre-processing settings (mirrors the node parameters of ``params.py``)."""
+    """Pre-processing settings (from the node parameters: ``node_params.preprocess_config``)."""
 
     fixed_frame: str = ""  # accumulation frame; "" = each cloud's own frame
     target_frame: str = ""  # output (and model) frame; "" = fixed_frame

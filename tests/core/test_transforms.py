@@ -1,23 +1,19 @@
-"""Transforms and the tf2-like cache, against hand-computed geometry."""
+"""Transforms and the tf2-like cache, against hand-computed geometry.
+
+Pose messages are plain namespaces here: the cache reads messages by attribute only, so the
+node's rclpy messages and training's rosbags dataclasses are both accepted (tests/ros checks
+the rclpy side and the geometry_msgs builders)."""
 
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace as NS
 
 import numpy as np
 import pytest
-from geometry_msgs.msg import TransformStamped
-from nav_msgs.msg import Odometry
 from scipy.spatial.transform import Rotation
 
-from sphmask_ros import transforms as tfm
-from sphmask_ros.transforms import (
-    Tf2BufferSource,
-    Transform,
-    TransformCache,
-    TransformLookupError,
-    make_transform_source,
-)
+from sphmask_core.sensor.transforms import Transform, TransformCache, TransformLookupError
 
 S45, C45 = math.sin(math.pi / 4), math.cos(math.pi / 4)
 YAW90 = (0.0, 0.0, S45, C45)  # x, y, z, w: +90 deg about z
@@ -32,12 +28,12 @@ def test_quaternion_order_is_xyzw() -> None:
     t = Transform.from_xyz_quat((0, 0, 0), YAW90)
     np.testing.assert_allclose(t.apply(np.array([[1.0, 0.0, 0.0]])), [[0.0, 1.0, 0.0]],
                                atol=1e-12)
-    pose = t.to_pose_msg()
-    assert pose.orientation.z == pytest.approx(S45) and pose.orientation.w == pytest.approx(C45)
-    assert pose.orientation.x == 0.0 and pose.orientation.y == 0.0
-    msg = t.to_transform_msg()
-    assert (msg.rotation.z, msg.rotation.w) == pytest.approx((S45, C45))
-    assert Transform.from_msg(pose).is_close(t) and Transform.from_msg(msg).is_close(t)
+    np.testing.assert_allclose(t.quat_xyzw, YAW90, atol=1e-12)
+    pose = NS(position=NS(x=0.0, y=0.0, z=0.0), orientation=NS(x=0.0, y=0.0, z=S45, w=C45))
+    tf = NS(translation=NS(x=0.0, y=0.0, z=0.0), rotation=NS(x=0.0, y=0.0, z=S45, w=C45))
+    assert Transform.from_msg(pose).is_close(t) and Transform.from_msg(tf).is_close(t)
+    with pytest.raises(TypeError, match="Pose or Transform"):
+        Transform.from_msg(NS(x=1.0))
 
 
 def test_compose_inverse_apply() -> None:
@@ -95,14 +91,17 @@ def test_no_extrapolation_beyond_tolerance() -> None:
     np.testing.assert_allclose(cache.lookup("odom", "base", 900, 200).translation, [1, 0, 0])
 
 
-def _odom(stamp_ns: int, xyz: tuple[float, float, float], q: tuple) -> Odometry:
-    msg = Odometry()
-    msg.header.frame_id, msg.child_frame_id = "odom", "base_link"
-    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
-    p, o = msg.pose.pose.position, msg.pose.pose.orientation
-    p.x, p.y, p.z = xyz
-    o.x, o.y, o.z, o.w = q
-    return msg
+def _stamp(stamp_ns: int) -> NS:
+    sec, nanosec = divmod(stamp_ns, 1_000_000_000)
+    return NS(sec=sec, nanosec=nanosec)
+
+
+def _odom(stamp_ns: int, xyz: tuple[float, float, float], q: tuple) -> NS:
+    """A nav_msgs/Odometry look-alike: the attributes the cache reads."""
+    pose = NS(position=NS(x=xyz[0], y=xyz[1], z=xyz[2]),
+              orientation=NS(x=q[0], y=q[1], z=q[2], w=q[3]))
+    return NS(header=NS(frame_id="odom", stamp=_stamp(stamp_ns)), child_frame_id="base_link",
+              pose=NS(pose=pose))
 
 
 def test_chain_with_static_extrinsics_and_odometry() -> None:
@@ -110,10 +109,9 @@ def test_chain_with_static_extrinsics_and_odometry() -> None:
     cache.set_static_from_params("map", "odom", (100, 0, 0), (0, 0, 0, 1))
     cache.add_odometry(_odom(0, (0, 0, 0), yaw(0)))
     cache.add_odometry(_odom(2_000_000_000, (2, 0, 0), yaw(90)))
-    ts = TransformStamped()
-    ts.header.frame_id, ts.child_frame_id = "base_link", "lidar"
-    ts.transform.translation.x, ts.transform.translation.z = 0.5, 1.0
-    ts.transform.rotation.w = 1.0
+    ts = NS(header=NS(frame_id="base_link", stamp=_stamp(0)), child_frame_id="lidar",
+            transform=NS(translation=NS(x=0.5, y=0.0, z=1.0),
+                         rotation=NS(x=0.0, y=0.0, z=0.0, w=1.0)))
     cache.add_transform_stamped(ts, static=True)
     cache.set_static_from_params("base_link", "camera", (0, 1, 0), YAW90)
     # t = 1 s: base at (1,0,0) yawed 45 deg; lidar origin = base + R45 (0.5,0,1)
@@ -164,38 +162,3 @@ def test_buffer_is_bounded_and_accepts_out_of_order() -> None:
     assert cache.lookup("odom", "base", 40) is not None
     cache.clear_stamped()
     assert cache.lookup("odom", "base", 40) is None
-
-
-def test_fallback_when_tf2_missing() -> None:
-    source = make_transform_source(node=object(), max_samples=5)
-    if tfm.TF2_AVAILABLE:
-        pytest.skip("tf2_ros is installed: the fallback is not taken here")
-    assert isinstance(source, TransformCache) and source.max_samples == 5
-    assert isinstance(make_transform_source(prefer_tf2=False), TransformCache)
-
-
-class _FakeBuffer:
-    """Looks like tf2_ros.Buffer: one transform valid only at stamps in [100, 200] ns."""
-
-    def lookup_transform(self, target, source, when, timeout=None):
-        stamp = when.nanoseconds
-        if stamp == 0:  # Time() = newest
-            stamp = 200
-        if not 100 <= stamp <= 200:
-            raise LookupError(f"extrapolation at {stamp}")
-        msg = TransformStamped()
-        msg.header.frame_id, msg.child_frame_id = target, source
-        msg.header.stamp.nanosec = stamp
-        msg.transform.translation.x = float(stamp)
-        msg.transform.rotation.w = 1.0
-        return msg
-
-
-def test_tf2_adapter_with_a_buffer_like_object() -> None:
-    src = Tf2BufferSource(_FakeBuffer(), errors=(LookupError,))
-    np.testing.assert_allclose(src.lookup("a", "b", 150).translation, [150, 0, 0])
-    assert src.lookup("a", "b", 250) is None
-    np.testing.assert_allclose(src.lookup("a", "b", 250, tolerance_ns=60).translation,
-                               [200, 0, 0])
-    with pytest.raises(TransformLookupError, match="beyond tolerance"):
-        src.lookup_or_raise("a", "b", 300, tolerance_ns=60)
