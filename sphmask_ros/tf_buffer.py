@@ -25,7 +25,6 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sphmask_core.sensor.transforms import (
     Transform,
     TransformCache,
-    TransformLookupError,
     stamp_to_ns,
 )
 from sphmask_ros.transforms import TF2_AVAILABLE, Tf2BufferSource, make_transform_source
@@ -108,13 +107,6 @@ class TfBuffer:
                         tolerance_ns: int = 0) -> Transform:
         with self._lock:
             return self.cache.lookup_or_raise(target_frame, source_frame, stamp_ns, tolerance_ns)
-
-    def lookup(self, target_frame: str, source_frame: str, stamp_ns: int,
-               tolerance_ns: int = 0) -> Transform | None:
-        try:
-            return self.lookup_or_raise(target_frame, source_frame, stamp_ns, tolerance_ns)
-        except TransformLookupError:
-            return None
 
     def frames(self) -> set[str]:
         with self._lock:

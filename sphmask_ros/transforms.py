@@ -94,13 +94,6 @@ class Tf2BufferSource:
                 ) from exc
         return Transform.from_msg(msg.transform)
 
-    def lookup(self, target_frame: str, source_frame: str, stamp_ns: int,
-               tolerance_ns: int = 0) -> Transform | None:
-        try:
-            return self.lookup_or_raise(target_frame, source_frame, stamp_ns, tolerance_ns)
-        except TransformLookupError:
-            return None
-
 
 def make_transform_source(node: Any = None, prefer_tf2: bool = True,
                           **cache_kwargs: Any) -> TransformCache | Tf2BufferSource:

@@ -10,7 +10,7 @@ parameters or ``/tf_static``) and stamped edges (``/tf``, odometry) in bounded p
 ``lookup_or_raise(target, source, stamp_ns, tolerance_ns)`` composes the chain at ``stamp_ns``,
 interpolating each stamped edge between its bracketing samples (linear translation, Slerp
 rotation). It never extrapolates: a stamp outside a buffer's span by more than ``tolerance_ns``
-raises ``TransformLookupError`` (``lookup`` returns None instead); within the tolerance the
+raises ``TransformLookupError``; within the tolerance the
 nearest end sample is used unchanged.
 
 Messages are read by attribute only (``TransformStamped``, ``Odometry``, ``Pose``, ``Transform``):
@@ -310,10 +310,3 @@ class TransformCache:
         t_lca_tgt = self._to_ancestor(tgt_chain, tgt_chain.index(lca), stamp_ns, tolerance_ns)
         return t_lca_tgt.inverse().compose(t_lca_src)
 
-    def lookup(self, target_frame: str, source_frame: str, stamp_ns: int,
-               tolerance_ns: int = 0) -> Transform | None:
-        """Like ``lookup_or_raise`` but None when unavailable."""
-        try:
-            return self.lookup_or_raise(target_frame, source_frame, stamp_ns, tolerance_ns)
-        except TransformLookupError:
-            return None

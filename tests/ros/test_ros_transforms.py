@@ -73,9 +73,10 @@ class _FakeBuffer:
 
 def test_tf2_adapter_with_a_buffer_like_object() -> None:
     src = Tf2BufferSource(_FakeBuffer(), errors=(LookupError,))
-    np.testing.assert_allclose(src.lookup("a", "b", 150).translation, [150, 0, 0])
-    assert src.lookup("a", "b", 250) is None
-    np.testing.assert_allclose(src.lookup("a", "b", 250, tolerance_ns=60).translation,
+    np.testing.assert_allclose(src.lookup_or_raise("a", "b", 150).translation, [150, 0, 0])
+    with pytest.raises(TransformLookupError):
+        src.lookup_or_raise("a", "b", 250)
+    np.testing.assert_allclose(src.lookup_or_raise("a", "b", 250, tolerance_ns=60).translation,
                                [200, 0, 0])
     with pytest.raises(TransformLookupError, match="beyond tolerance"):
         src.lookup_or_raise("a", "b", 300, tolerance_ns=60)
