@@ -12,8 +12,8 @@ lighting. A scene (`generate_scene`) is one of:
 - "negative": an empty room, a clutter-only room or a cloud of uniform noise, with no instance;
 - "classic": a room of the original box generator (`synthetic.generate_scene`);
 - "classic_frame": one frame of that generator's moving sensor (`synthetic.generate_frames`), in
-  the sensor frame and capped like the frames `sphmask-bag record-synthetic` writes (what the demo
-  plays into the node).
+  the sensor frame, thinned to a random 4-20 k points like the frames `sphmask-bag
+  record-synthetic` writes (what the demo plays into the node).
 
 `split="train"` uses only the training families and layout styles, `split="heldout"` only the
 held-out ones, so validation on held-out rooms measures generalisation to unseen shapes and
@@ -54,7 +54,9 @@ class RandomizedConfig:
     max_points: int = 45000  # larger scenes are thinned uniformly
     min_instance_points: int = 30  # smaller visible remnants become unlabelled
     classic_density: float = 400.0  # surface density of "classic" scenes (the shipped model's)
-    classic_frame_points: int = 20000  # cap of a "classic_frame" (record-synthetic's default)
+    # a "classic_frame" keeps this many of its points, drawn per scene: the demo plays 6-8 k,
+    # record-synthetic writes up to 20 k
+    classic_frame_points_range: tuple[int, int] = (4000, 20000)
     color_noise: float = 0.03
 
     def validate(self) -> "RandomizedConfig":
@@ -68,8 +70,10 @@ class RandomizedConfig:
             raise ValueError(f"room_size_range {self.room_size_range} must be ordered and >= 3 m")
         if not 1 <= self.scan_frames_range[0] <= self.scan_frames_range[1]:
             raise ValueError(f"scan_frames_range {self.scan_frames_range} must be ordered and >= 1")
-        if self.max_points < 100 or self.min_instance_points < 1 or self.classic_frame_points < 100:
-            raise ValueError("max_points and classic_frame_points must be >= 100, min_instance_points >= 1")
+        if self.max_points < 100 or self.min_instance_points < 1:
+            raise ValueError("max_points must be >= 100 and min_instance_points >= 1")
+        if not 100 <= self.classic_frame_points_range[0] <= self.classic_frame_points_range[1]:
+            raise ValueError(f"classic_frame_points_range {self.classic_frame_points_range} must be ordered and >= 100")
         return self
 
 
@@ -617,9 +621,11 @@ def classic_frame_scene(seed: int, cfg: RandomizedConfig, rng: np.random.Generat
     n_frames = 6  # visibility is computed per frame: a short path is as varied and 5x cheaper
     _, frames = generate_frames(seed, SyntheticConfig(density=1000.0), n_frames, SensorConfig())
     f = frames[int(rng.integers(n_frames))]
+    lo, hi = cfg.classic_frame_points_range
+    cap = int(rng.integers(lo, hi + 1))
     keep = np.arange(f.xyz.shape[0])
-    if keep.size > cfg.classic_frame_points:
-        keep = np.sort(rng.choice(keep.size, size=cfg.classic_frame_points, replace=False))
+    if keep.size > cap:
+        keep = np.sort(rng.choice(keep.size, size=cap, replace=False))
     rgb01 = (f.rgb[keep].astype(np.float64) + 1.0) / 2.0
     return _labelled_scene(f.xyz[keep], rgb01, f.semantic[keep].copy(), f.instance[keep],
                            cfg.min_instance_points, name)

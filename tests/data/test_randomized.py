@@ -154,7 +154,7 @@ def test_scenes_are_deterministic_by_seed_and_differ_between_seeds(kind):
 def test_classic_frame_is_one_sensor_frame_of_the_original_generator():
     from sphmask_core.data.synthetic import SensorConfig, SyntheticConfig, generate_frames
 
-    cfg = rz.RandomizedConfig(classic_frame_points=3000)
+    cfg = rz.RandomizedConfig(classic_frame_points_range=(3000, 3000))
     scene = rz.generate_scene(3, cfg, "classic_frame")
     assert scene.xyz.shape == (3000, 3)
     _, frames = generate_frames(3, SyntheticConfig(density=1000.0), 6, SensorConfig())
