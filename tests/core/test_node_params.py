@@ -15,17 +15,6 @@ from sphmask_core.sensor import node_params as P
 CONFIG = Path(__file__).resolve().parents[2] / "config" / "sphmask.yaml"
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(_flatten(value, name + "."))
-        else:
-            out[name] = value
-    return out
-
-
 def _yaml_type(value) -> P.ParamType:
     if isinstance(value, bool):
         return P.ParamType.BOOL
@@ -55,7 +44,7 @@ def test_table_and_dataclass_agree():
 
 def test_yaml_matches_declared_parameters():
     tree = yaml.safe_load(CONFIG.read_text())
-    flat = _flatten(tree["/**"]["ros__parameters"])
+    flat = P._flatten(tree["/**"]["ros__parameters"])
     assert set(flat) == set(P.SPECS), set(flat) ^ set(P.SPECS)
     for name, value in flat.items():
         assert _yaml_type(value) == P.SPECS[name].type, name

@@ -22,14 +22,6 @@ from sphmask_ros.params import declare_all, make_on_set_callback  # noqa: E402
 CONFIG = Path(__file__).resolve().parents[2] / "config" / "sphmask.yaml"
 
 
-@pytest.fixture(scope="module")
-def context():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    rclpy.shutdown(context=ctx)
-
-
 def test_declare_all_on_a_node_with_descriptors_and_callback(context):
     node = Node("params_probe", context=context,
                 parameter_overrides=[Parameter("score_threshold", value=0.3),

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import array
 import math
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -24,57 +23,30 @@ from sphmask_core.sensor.pointcloud2 import (
     read_points_numpy,
 )
 from sphmask_ros.pointcloud2 import encode_cloud, labelled_cloud, pack_rgb, pcd_to_pointcloud2
+from tests.core.test_cloud_decode import pack_cloud as pack_plain_cloud
+from tests.core.test_cloud_decode import xyz_points
 
 F32, F64, U8, U16, I32, U32 = (PointField.FLOAT32, PointField.FLOAT64, PointField.UINT8,
                                PointField.UINT16, PointField.INT32, PointField.UINT32)
-_STRUCT = {PointField.INT8: "b", PointField.UINT8: "B", PointField.INT16: "h",
-           PointField.UINT16: "H", PointField.INT32: "i", PointField.UINT32: "I",
-           PointField.FLOAT32: "f", PointField.FLOAT64: "d"}
-
 HERE = Path(__file__).resolve().parent
 LOCAL_PCD = HERE.parent / "data" / "pcl_grabber" / "frame_20121214T142255.814212.pcd"
 SHARED_PCD_DIR = Path("/work/shared/data/pcl_grabber_frames")
 
 
-def pack_cloud(
-    spec: list[tuple[str, int, int, int]],
-    points: list[dict[str, object]],
-    point_step: int,
-    height: int = 1,
-    big_endian: bool = False,
-    is_dense: bool = False,
-    row_pad: int = 0,
-) -> PointCloud2:
-    """Build a PointCloud2 byte by byte with ``struct``. spec: (name, offset, datatype, count)."""
-    n = len(points)
-    width = n // height
-    order = ">" if big_endian else "<"
-    row_step = width * point_step + row_pad
-    buf = bytearray(row_step * height)
-    for i, values in enumerate(points):
-        row, col = divmod(i, width)
-        base = row * row_step + col * point_step
-        for name, offset, datatype, count in spec:
-            vals = values[name]
-            vals = vals if isinstance(vals, (list, tuple)) else [vals]
-            fmt = order + _STRUCT[datatype] * len(vals)
-            struct.pack_into(fmt, buf, base + offset, *vals)
+def pack_cloud(*args, **kwargs) -> PointCloud2:
+    """The core tests' byte-by-byte cloud (same arguments) as a real sensor_msgs/PointCloud2."""
+    plain = pack_plain_cloud(*args, **kwargs)
     msg = PointCloud2()
-    msg.header = Header(frame_id="sensor")
-    msg.header.stamp.sec, msg.header.stamp.nanosec = 12, 345
-    msg.height, msg.width = height, width
-    msg.fields = [PointField(name=nm, offset=o, datatype=d, count=c) for nm, o, d, c in spec]
-    msg.is_bigendian = big_endian
-    msg.point_step, msg.row_step = point_step, row_step
-    msg.is_dense = is_dense
-    msg.data = array.array("B", bytes(buf))
+    msg.header = Header(frame_id=plain.header.frame_id)
+    msg.header.stamp.sec, msg.header.stamp.nanosec = plain.header.stamp.sec, plain.header.stamp.nanosec
+    msg.height, msg.width = plain.height, plain.width
+    msg.fields = [PointField(name=f.name, offset=f.offset, datatype=f.datatype, count=f.count)
+                  for f in plain.fields]
+    msg.is_bigendian = plain.is_bigendian
+    msg.point_step, msg.row_step = plain.point_step, plain.row_step
+    msg.is_dense = plain.is_dense
+    msg.data = plain.data
     return msg
-
-
-def xyz_points(n: int, seed: int = 0) -> list[dict[str, object]]:
-    rng = np.random.default_rng(seed)
-    pts = rng.uniform(-5, 5, size=(n, 3)).astype(np.float32).tolist()
-    return [{"x": p[0], "y": p[1], "z": p[2]} for p in pts]
 
 
 def as_xyz(points: list[dict[str, object]]) -> np.ndarray:
