@@ -135,7 +135,7 @@ def x4_split_order(offsets: Tensor) -> tuple[Tensor, Tensor]:
     local = torch.arange(int(offsets[-1]), device=offsets.device) - torch.repeat_interleave(offsets[:-1], counts)
     scene = torch.repeat_interleave(torch.arange(counts.numel(), device=offsets.device), counts)
     piece = scene * 4 + local % 4  # (N,) global subset id
-    order = torch.argsort(piece * (int(counts.max()) + 1 if counts.numel() else 1) + local)
+    order = torch.argsort(piece, stable=True)  # points are in local order within each subset
     sizes = torch.bincount(piece, minlength=4 * counts.numel())  # (4B,)
     piece_offsets = torch.zeros(sizes.numel() + 1, dtype=torch.int64, device=offsets.device)
     piece_offsets[1:] = torch.cumsum(sizes, 0)
