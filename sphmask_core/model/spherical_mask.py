@@ -293,8 +293,11 @@ class SphericalMask(nn.Module):
         unit[keep] = torch.arange(keep.numel(), device=dev)
         return unit
 
-    def _queries(self, vox: _Voxels, feats: Tensor, pw: dict[str, Tensor], units: _Units, train: bool) -> _Queries | None:
-        """Aggregators + query heads for scenes with enough object voxels; None if there are none."""
+    def _queries(
+        self, vox: _Voxels, feats: Tensor, pw: dict[str, Tensor], units: _Units, train: bool, fps: str = "auto"
+    ) -> _Queries | None:
+        """Aggregators + query heads for scenes with enough object voxels; None if there are none.
+        fps: the farthest point sampling method (same rows with every method)."""
         a = self.cfg.aggregator
         b = vox.vmap.batch_size
         obj = torch.nonzero(units.object_voxel, as_tuple=True)[0]  # (O,)
@@ -313,7 +316,7 @@ class SphericalMask(nn.Module):
         feat_p, _ = to_padded(feats[obj], obj_off)
         box_p, _ = to_padded(boxes, obj_off)
 
-        s1 = farthest_point_sample_dense(xyz_p.detach(), lengths, a.n_sample_pa1)  # (B', S1)
+        s1 = farthest_point_sample_dense(xyz_p.detach(), lengths, a.n_sample_pa1, fps)  # (B', S1)
         out1 = self.aggregator1(xyz_p, feat_p, box_p, lengths, s1)
         # past a scene's object-voxel count FPS repeats itself: keep only distinct samples
         len2 = lengths.clamp(max=a.n_sample_pa1)
@@ -322,7 +325,7 @@ class SphericalMask(nn.Module):
             # a prefix of an FPS sequence is itself FPS (METHOD 3.4)
             s2 = torch.arange(n_q, device=obj.device)[None].expand(len(scenes), -1) % len2[:, None]
         else:
-            s2 = farthest_point_sample_dense(out1.xyz.detach(), len2, n_q)  # (B', n_q)
+            s2 = farthest_point_sample_dense(out1.xyz.detach(), len2, n_q, fps)  # (B', n_q)
         out2 = self.aggregator2(out1.xyz, out1.features, out1.boxes, len2, s2.contiguous())
         valid = torch.arange(n_q, device=obj.device)[None] < len2[:, None].clamp(max=n_q)  # (B', n_q)
         q_feats = out2.features[valid]  # (M, C)
@@ -455,7 +458,8 @@ class SphericalMask(nn.Module):
 
         Masks are computed only for queries among the top-k (query, class) candidates of their
         scene, by the unit-blocked dynamic convolution and the pruned assembly. reference=True
-        runs the original path (every query, reference kernels): same masks for the candidates.
+        runs the original path (every query, reference kernels, batched torch FPS): same masks
+        for the candidates.
         """
         dev = batch.device
         self._ensure_conv_algo(dev)
@@ -470,7 +474,7 @@ class SphericalMask(nn.Module):
         units = self._units(batch, vox, feats, pw, train=False)
         if self.cfg.test.x4_split:
             units.object_voxel &= piece < X4_QUERY_PIECES
-        q = self._queries(vox, feats, pw, units, train=False)
+        q = self._queries(vox, feats, pw, units, train=False, fps="torch" if reference else "auto")
         timer.lap("aggregators")
         b = batch.batch_size
         h = self.cfg.heads

@@ -40,9 +40,11 @@ def _scenes(seed: int, sizes: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
     return xyz, offsets
 
 
-def test_fps_matches_reference_per_scene():
+@pytest.mark.parametrize("method", ["torch", "numpy"])
+def test_fps_matches_reference_per_scene(method):
     xyz, offsets = _scenes(0, [500, 37, 260])
-    idx = farthest_point_sample(xyz, offsets, 64)  # (3, 64)
+    padded, lengths = to_padded(xyz, offsets)
+    idx = farthest_point_sample_dense(padded, lengths, 64, method=method) + offsets[:-1, None]  # (3, 64)
     assert idx.shape == (3, 64) and idx.dtype == torch.int64
     for b in range(3):
         s, e = int(offsets[b]), int(offsets[b + 1])
@@ -77,11 +79,53 @@ def test_fps_dense_equals_flat():
     assert (dense + offsets[:-1, None]).tolist() == flat.tolist()
 
 
+def _lattice(n_side: int) -> torch.Tensor:
+    """Points of an n^3 grid with unit spacing: most squared distances tie with others."""
+    g = torch.arange(n_side, dtype=torch.float32)
+    return torch.stack(torch.meshgrid(g, g, g, indexing="ij"), -1).reshape(-1, 3)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fps_numpy_path_equals_torch_path(dtype):
+    g = torch.Generator().manual_seed(7)
+    clouds = [
+        torch.rand(3000, 3, generator=g) * torch.tensor([6.0, 5.0, 2.5]),  # a room-sized cloud
+        _lattice(9),  # ties everywhere: the first maximum must win in both
+        torch.cat([torch.rand(40, 3, generator=g), torch.zeros(60, 3)]),  # 60 duplicates
+        torch.rand(7, 3, generator=g),  # shorter than n_sample: cyclic
+    ]
+    lengths = torch.tensor([len(c) for c in clouds])
+    padded = torch.zeros(len(clouds), int(lengths.max()), 3)
+    for b, c in enumerate(clouds):
+        padded[b, : len(c)] = c
+    padded = padded.to(dtype)
+    for n_sample in (1, 64, 700):
+        fast = farthest_point_sample_dense(padded, lengths, n_sample, method="numpy")
+        ref = farthest_point_sample_dense(padded, lengths, n_sample, method="torch")
+        assert torch.equal(fast, ref), n_sample
+    assert torch.equal(farthest_point_sample_dense(padded, lengths, 64), ref[:, :64])  # auto = numpy here
+
+
+def test_fps_numpy_path_equals_torch_path_on_voxels_of_a_room():
+    from sphmask_core.data.synthetic import SyntheticConfig, generate_scene
+
+    sc = generate_scene(3, SyntheticConfig(target_points_range=(20000, 20000)))
+    cells = torch.unique(torch.floor(torch.from_numpy(sc.xyz).float() / 0.05), dim=0)
+    voxels = (cells * 0.05 + 0.025)[None]  # (1, V, 3) voxel centres: many equal distances
+    lengths = torch.tensor([voxels.shape[1]])
+    fast = farthest_point_sample_dense(voxels, lengths, 512, method="numpy")
+    assert torch.equal(fast, farthest_point_sample_dense(voxels, lengths, 512, method="torch"))
+
+
 def test_fps_bad_input():
     with pytest.raises(ValueError, match="at least one point"):
         farthest_point_sample(torch.rand(5, 3), torch.tensor([0, 0, 5]), 4)
     with pytest.raises(ValueError, match="n_sample"):
         farthest_point_sample(torch.rand(5, 3), torch.tensor([0, 5]), 0)
+    with pytest.raises(ValueError, match="method"):
+        farthest_point_sample_dense(torch.rand(1, 5, 3), torch.tensor([5]), 2, method="fast")
+    with pytest.raises(ValueError, match="float32 or float64"):
+        farthest_point_sample_dense(torch.rand(1, 5, 3).half(), torch.tensor([5]), 2, method="numpy")
 
 
 def test_ball_query_hand_example():
