@@ -4,10 +4,12 @@
     python bench/bench_train_step.py --batch 4 --points 50000 --repeats 5
     python bench/bench_train_step.py --random --config full_scannet
 
-Prints the median step and, from the torch profiler of one extra step, the share of the sparse
-convolutions (forward and backward) and of the dynamic convolution. The step is dominated by the
-sparse U-Net: computing masks only for matched queries (all the losses read) changes the dynamic
-convolution's part, a few percent of the step, and was therefore not kept.
+Each step runs twice, interleaved: "ref" = the reference path (batched torch farthest point
+sampling), "new" = the default (numpy FPS on the CPU); both must give the same loss, and the
+ratio ref / new is printed. Then, from the torch profiler of one extra step, the share of the
+sparse convolutions (forward and backward) and of the dynamic convolution. The step is dominated
+by the sparse U-Net: computing masks only for matched queries (all the losses read) changes the
+dynamic convolution's part, a few percent of the step, and was therefore not kept.
 Weights: the shipped checkpoint (a fine-tuning step), or --random with the foreground threshold
 opened so the query stage runs. One thread unless --threads says otherwise.
 """
@@ -37,12 +39,12 @@ def build_model(config: str, random: bool) -> SphericalMask:
     return model
 
 
-def step(model: SphericalMask, batch, seed: int) -> tuple[float, float, float]:
+def step(model: SphericalMask, batch, seed: int, reference: bool = False) -> tuple[float, float, float]:
     """(forward s, backward s, loss) of one step."""
     model.zero_grad(set_to_none=True)
     torch.manual_seed(seed)
     t0 = time.perf_counter()
-    out = model.forward_train(batch, stage="full")
+    out = model.forward_train(batch, stage="full", reference=reference)
     t1 = time.perf_counter()
     out["loss"].backward()
     return t1 - t0, time.perf_counter() - t1, float(out["loss"].detach())
@@ -77,13 +79,23 @@ def main(argv: list[str] | None = None) -> int:
     scenes = [generate_scene(s, SyntheticConfig(target_points_range=(args.points, args.points))) for s in range(args.batch)]
     batch = collate(scenes)
     step(model, batch, 0)  # warm-up
-    runs = [step(model, batch, r) for r in range(args.repeats)]
-    fwd = statistics.median(r[0] for r in runs) * 1e3
-    bwd = statistics.median(r[1] for r in runs) * 1e3
-    shares = profile_shares(model, batch)
+    step(model, batch, 0, reference=True)
+    runs: dict[str, list[tuple[float, float, float]]] = {"ref": [], "new": []}
+    for r in range(args.repeats):
+        for path in ("ref", "new"):
+            runs[path].append(step(model, batch, r, reference=path == "ref"))
     print(f"model {model.cfg.name} ({'random' if args.random else 'shipped'}), batch {args.batch} x "
           f"{args.points} points, {torch.get_num_threads()} thread(s), median of {args.repeats} steps")
-    print(f"forward {fwd:.1f} ms, backward {bwd:.1f} ms, step {fwd + bwd:.1f} ms, loss {runs[-1][2]:.4f}")
+    totals = {}
+    for path in ("ref", "new"):
+        fwd = statistics.median(r[0] for r in runs[path]) * 1e3
+        bwd = statistics.median(r[1] for r in runs[path]) * 1e3
+        totals[path] = fwd + bwd
+        print(f"{path}: forward {fwd:.1f} ms, backward {bwd:.1f} ms, step {fwd + bwd:.1f} ms, "
+              f"loss {runs[path][-1][2]:.4f}")
+    same = all(a[2] == b[2] for a, b in zip(runs["ref"], runs["new"]))
+    print(f"ref/new {totals['ref'] / totals['new']:.2f}x" + ("" if same else "  LOSSES DIFFER"))
+    shares = profile_shares(model, batch)
     print(f"self CPU share: spconv functions {shares['sparse_conv']:.0%}, aten::mm (mostly spconv's "
           f"gathered GEMMs) {shares['mm']:.0%}, bmm/baddbmm (dynamic convolution) {shares['bmm']:.0%}")
     return 0

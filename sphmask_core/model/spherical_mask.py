@@ -366,11 +366,12 @@ class SphericalMask(nn.Module):
 
     # ------------------------------------------------------------------------------ training
 
-    def forward_train(self, batch: Batch, stage: str = "full") -> dict[str, Tensor]:
+    def forward_train(self, batch: Batch, stage: str = "full", reference: bool = False) -> dict[str, Tensor]:
         """Losses of one batch: "loss" = total, other keys = each term (for logging).
 
         stage "backbone": U-Net + point-wise heads, point-wise losses unscaled.
         stage "full": point-wise losses x0.25 + instance criterion (METHOD 5.5).
+        reference=True: the batched torch FPS instead of the CPU one (same samples, same losses).
         """
         if stage not in STAGES:
             raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
@@ -388,7 +389,7 @@ class SphericalMask(nn.Module):
             out["loss"] = pw_losses["loss"]
             return out
 
-        inst = self._instance_losses(batch, vox, feats, pw)
+        inst = self._instance_losses(batch, vox, feats, pw, fps="torch" if reference else "auto")
         out.update(inst)
         out["instance_loss"] = inst["loss"]
         out["loss"] = POINTWISE_SCALE_FULL * pw_losses["loss"] + inst["loss"]
@@ -399,12 +400,14 @@ class SphericalMask(nn.Module):
         params = [p for m in (self.aggregator1, self.aggregator2, self.query_heads, self.mask_tower) for p in m.parameters()]
         return sum(p.sum() for p in params) * 0.0
 
-    def _instance_losses(self, batch: Batch, vox: _Voxels, feats: Tensor, pw: dict[str, Tensor]) -> dict[str, Tensor]:
+    def _instance_losses(
+        self, batch: Batch, vox: _Voxels, feats: Tensor, pw: dict[str, Tensor], fps: str = "auto"
+    ) -> dict[str, Tensor]:
         units = self._units(batch, vox, feats, pw, train=True)
         n_obj = int(units.object_voxel.sum())
         q = None
         if n_obj > MIN_OBJECT_VOXELS_TRAIN and units.n_units >= 2:
-            q = self._queries(vox, feats, pw, units, train=True)
+            q = self._queries(vox, feats, pw, units, train=True, fps=fps)
         if q is None:
             zero = self._query_stage_zero()
             return {"loss": zero}
