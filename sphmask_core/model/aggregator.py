@@ -41,6 +41,20 @@ def _shared_mlp(dims: list[int], last_relu: bool) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def _max_over_neighbours(y: torch.Tensor) -> torch.Tensor:
+    """(B, C, S, K) -> (B, C, S): max over the K neighbours.
+
+    The grouped input is a permuted (B, S, K, C) tensor, so the MLP's output is channels-last in
+    memory; reducing K in that layout (C contiguous) is about 25x faster on the CPU than
+    ``amax(dim=3)`` on it. A maximum does not depend on the order it is taken in: same values.
+    With autograd the plain reduction stays: the other layout's gradient would reach the MLP's
+    backward in another memory order and change its sums in the last bit.
+    """
+    if y.requires_grad:
+        return y.amax(dim=3)
+    return y.permute(0, 2, 3, 1).amax(dim=2).permute(0, 2, 1).contiguous()  # (B, C, S)
+
+
 def _gather_rows(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """values (B, N, C), index (B, ...) of rows -> (B, ..., C)."""
     b = values.shape[0]
@@ -141,14 +155,14 @@ class LocalAggregator(nn.Module):
         # Step 2-3: group scene points around each sample, shared MLP, max over neighbours.
         nb = ball_query_dense(q_xyz.detach(), xyz.detach(), lengths, self.radius, self.k)  # (B, S, k)
         grouped = self._group(q_xyz, q_sizes, xyz, sizes, features, nb, self.radius)  # (B, C+6, S, k)
-        identity = self.mlp1(grouped).amax(dim=3)  # (B, C1, S)
+        identity = _max_over_neighbours(self.mlp1(grouped))  # (B, C1, S)
 
         # Step 4: second grouping among the samples themselves, radius 2r.
         r2 = 2.0 * self.radius
         all_samples = torch.full((b,), s, dtype=torch.int64, device=xyz.device)
         nb2 = ball_query_dense(q_xyz.detach(), q_xyz.detach(), all_samples, r2, self.k_post)  # (B, S, k_post)
         grouped2 = self._group(q_xyz, q_sizes, q_xyz, q_sizes, identity.transpose(1, 2), nb2, r2)  # (B, C1+6, S, k_post)
-        second = self.mlp2(grouped2).amax(dim=3)  # (B, C1, S)
+        second = _max_over_neighbours(self.mlp2(grouped2))  # (B, C1, S)
 
         # Step 5: MLP3 with a residual to the step-3 identity.
         out = torch.relu(self.mlp3(second) + identity)  # (B, C1, S)

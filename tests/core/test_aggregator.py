@@ -132,3 +132,32 @@ def test_bad_input():
         agg(xyz.float(), feats[..., :3].float(), boxes.float(), lengths, torch.tensor([[0, 5]]))
     with pytest.raises(ValueError, match="second_dims"):
         LocalAggregator(4, [8], [16], radius=0.5, k=4, k_post=4)
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_neighbour_max_in_channels_last_layout_is_exact(train, monkeypatch):
+    """The layout-aware max (inference) and the plain one (training, with gradients) give
+    bit-identical features and gradients to amax over dim 3."""
+    import sphmask_core.model.aggregator as aggregator_module
+
+    torch.manual_seed(5)
+    agg = LocalAggregator(32, [32, 64], [64], radius=0.2, k=32, k_post=64).train(train)
+    _randomize_bn(agg, 2)
+    g = torch.Generator().manual_seed(6)
+    xyz = torch.rand(2, 2000, 3, generator=g) * 2
+    feats = torch.randn(2, 2000, 32, generator=g)
+    boxes = torch.cat([xyz - 0.05, xyz + 0.05], dim=-1)
+    lengths = torch.tensor([2000, 1500])
+    idx = farthest_point_sample_dense(xyz, lengths, 200)
+    results = []
+    for reduce in (aggregator_module._max_over_neighbours, lambda y: y.amax(dim=3)):
+        monkeypatch.setattr(aggregator_module, "_max_over_neighbours", reduce)
+        f = feats.clone().requires_grad_(train)
+        with torch.set_grad_enabled(train):
+            out = agg(xyz, f, boxes, lengths, idx).features
+        if train:
+            out.square().sum().backward()
+        results.append((out.detach(), f.grad))
+    assert torch.equal(results[0][0], results[1][0])
+    if train:
+        assert torch.equal(results[0][1], results[1][1])
