@@ -11,17 +11,15 @@ Without a checkpoint the weights are random; the foreground threshold is then op
 is "object", no size filter) so the query stage and NMS run at their worst case. With
 --checkpoint the rows are labelled with the checkpoint's config name and --configs is ignored.
 Times are medians over `--repeats` runs after one warm-up run of each path. Peak memory: CUDA =
-max allocated by torch during the path's runs; CPU = peak resident set sampled every millisecond
-during those runs, minus the resident set before them.
+max allocated by torch during the path's runs; CPU = peak of torch's tensor memory during one
+extra run of the path, from the profiler's allocation timeline.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -36,37 +34,23 @@ from sphmask_core.model.spherical_mask import SphericalMask
 STAGES = ("voxelize", "backbone", "aggregators", "heads", "migration_assembly", "nms", "total")
 
 
-_PAGE_MIB = os.sysconf("SC_PAGE_SIZE") / 2**20
+def _cpu_peak_mib(fn) -> float:
+    """Peak of torch's CPU tensor memory (MiB) during ``fn()`` above its level at the start.
 
+    From the profiler's allocation timeline (every allocation and free, in order). The resident
+    set cannot measure this: after the first path's runs the allocator's freed pages stay
+    resident, so the second path's growth reads 0.
+    """
+    from torch.profiler import ProfilerActivity, profile
 
-def _rss_mib() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * _PAGE_MIB
-
-
-class _PeakRss:
-    """Peak resident set (MiB) above the level at entry, sampled by a thread every millisecond."""
-
-    def __enter__(self) -> "_PeakRss":
-        self.base = _rss_mib()
-        self.peak = self.base
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.001):
-            self.peak = max(self.peak, _rss_mib())
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, _rss_mib())
-
-    @property
-    def growth(self) -> float:
-        return max(self.peak - self.base, 0.0)
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events() if e.name() == "[memory]")
+    level = peak = 0
+    for _, nbytes in events:
+        level += nbytes
+        peak = max(peak, level)
+    return peak / 2**20
 
 
 def build_segmenter(config: str, checkpoint: str | None, device: str) -> Segmenter:
@@ -105,11 +89,13 @@ def bench_pair(seg: Segmenter, xyz: np.ndarray, rgb: np.ndarray, repeats: int) -
                 inst = seg(xyz, rgb)
                 peak[path] = max(peak[path], (torch.cuda.max_memory_allocated(dev) - base) / 2**20)
             else:
-                with _PeakRss() as rss:
-                    inst = seg(xyz, rgb)
-                peak[path] = max(peak[path], rss.growth)
+                inst = seg(xyz, rgb)
             runs[path].append(inst.timings)
             last[path] = inst
+    if dev.type == "cpu":  # one extra, profiled run per path (the profiler would skew the timings)
+        for path in ("ref", "new"):
+            seg.reference = path == "ref"
+            peak[path] = _cpu_peak_mib(lambda: seg(xyz, rgb))
     seg.reference = False
     rows = {}
     for path in ("ref", "new"):
