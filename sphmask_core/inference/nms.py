@@ -24,17 +24,25 @@ def _check_inputs(masks: Tensor, labels: Tensor, scores: Tensor) -> None:
         )
 
 
-def mask_iou_matrix(masks: Tensor) -> Tensor:
-    """Pairwise IoU (K, K) of binary masks (K, N); two empty masks have IoU 0."""
+def mask_iou_matrix(masks: Tensor, weights: Tensor | None = None) -> Tensor:
+    """Pairwise IoU (K, K) of binary masks (K, N); two empty masks have IoU 0.
+
+    weights (N,): integer multiplicities of the columns (a column standing for that many
+    elements, e.g. a unit for its voxels): the IoU of the expanded masks, without expanding them.
+    Every sum is a whole number below 2^24, so float32 gives it exactly in any order: the same
+    IoU as the expanded masks.
+    """
     m = masks.to(torch.float32)  # (K, N)
-    inter = m @ m.T  # (K, K)
-    area = m.sum(dim=1)  # (K,)
+    mw = m if weights is None else m * weights.to(torch.float32)  # (K, N)
+    inter = mw @ m.T  # (K, K)
+    area = mw.sum(dim=1)  # (K,)
     union = area[:, None] + area[None, :] - inter
     return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
 
 
 def matrix_nms(
-    masks: Tensor, labels: Tensor, scores: Tensor, sigma: float = 2.0, topk: int = 200
+    masks: Tensor, labels: Tensor, scores: Tensor, sigma: float = 2.0, topk: int = 200,
+    weights: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Gaussian Matrix NMS, label specific.
 
@@ -43,7 +51,7 @@ def matrix_nms(
     comp_i = max IoU of i with any higher-scored same-label mask (0 for the top mask).
     Returns ``(keep_idx, new_scores)``: indices into the inputs of the ``topk`` masks with the
     highest decayed score (all when topk < 0), best first, and their decayed scores.
-    masks: (K, N) bool; labels: (K,) int; scores: (K,) float.
+    masks: (K, N) bool; labels: (K,) int; scores: (K,) float; weights (N,): see mask_iou_matrix.
     """
     _check_inputs(masks, labels, scores)
     k = masks.shape[0]
@@ -51,7 +59,7 @@ def matrix_nms(
         return torch.zeros(0, dtype=torch.long, device=masks.device), scores.new_zeros(0)
     order = torch.argsort(scores, descending=True, stable=True)  # (K,)
     sorted_scores = scores[order]
-    iou = mask_iou_matrix(masks[order])  # (K, K)
+    iou = mask_iou_matrix(masks[order], weights)  # (K, K)
     lab = labels[order]
     same_label = lab[:, None] == lab[None, :]
     # only pairs (i higher-scored, j lower-scored) of the same label take part
@@ -67,17 +75,18 @@ def matrix_nms(
 
 
 def greedy_nms(
-    masks: Tensor, labels: Tensor, scores: Tensor, iou_threshold: float = 0.2
+    masks: Tensor, labels: Tensor, scores: Tensor, iou_threshold: float = 0.2, weights: Tensor | None = None
 ) -> Tensor:
     """Class-wise hard NMS: keep a mask unless a kept, higher-scored mask of the same label
     overlaps it with IoU > ``iou_threshold``. Returns kept indices (into the inputs), best first.
+    weights (N,): see mask_iou_matrix.
     """
     _check_inputs(masks, labels, scores)
     k = masks.shape[0]
     if k == 0:
         return torch.zeros(0, dtype=torch.long, device=masks.device)
     order = torch.argsort(scores, descending=True, stable=True)
-    iou = mask_iou_matrix(masks[order])  # (K, K)
+    iou = mask_iou_matrix(masks[order], weights)  # (K, K)
     lab = labels[order]
     overlap = (iou > iou_threshold) & (lab[:, None] == lab[None, :])  # (K, K)
     alive = torch.ones(k, dtype=torch.bool, device=masks.device)
@@ -90,7 +99,9 @@ def greedy_nms(
     return order[alive]
 
 
-def suppress_duplicates(masks: Tensor, labels: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
+def suppress_duplicates(
+    masks: Tensor, labels: Tensor, scores: Tensor, iou_threshold: float, weights: Tensor | None = None
+) -> Tensor:
     """Indices (ascending, into the inputs) of the masks left after dropping every mask that a
     higher-scored mask of the same label overlaps with IoU > ``iou_threshold``.
 
@@ -98,7 +109,7 @@ def suppress_duplicates(masks: Tensor, labels: Tensor, scores: Tensor, iou_thres
     exp(-2 * 0.25) = 61 % of its score and is published next to the original. This hard pass runs
     on the decayed scores, so touching objects (small IoU) and objects of other classes survive.
     """
-    keep = greedy_nms(masks, labels, scores, iou_threshold=iou_threshold)
+    keep = greedy_nms(masks, labels, scores, iou_threshold=iou_threshold, weights=weights)
     return torch.sort(keep).values
 
 

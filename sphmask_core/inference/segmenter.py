@@ -111,6 +111,11 @@ def mask_boxes(rows: Tensor, pids: Tensor, xyz: Tensor, k: int) -> tuple[Tensor,
     return lo, hi
 
 
+# Up to this many (instance, point) cells the point masks are gathered densely: a bool gather and
+# nonzero are cheaper than the sorts of the pair expansion until the masks get large.
+_DENSE_POINT_MASK_ELEMENTS = 1 << 25
+
+
 def _voxel_mask_points(voxel_masks: Tensor, point_to_voxel: Tensor) -> tuple[Tensor, Tensor]:
     """(row, point) pairs of the point masks voxel_masks[:, point_to_voxel], points ascending per row.
 
@@ -176,54 +181,61 @@ def postprocess(
     # voxels in no unit read an all-False extra column
     n_units = pred.unit_masks.shape[1]
     unit_masks = torch.nn.functional.pad(pred.unit_masks[mask_row[q_idx]], (0, 1))  # (T, U + 1)
-    v2u = torch.where(pred.voxel_to_unit >= 0, pred.voxel_to_unit, n_units)
-    voxel_masks = unit_masks[:, v2u]  # (T, V)
-    big = voxel_masks.sum(dim=1) >= test_cfg.npoint_thresh
+    v2u = torch.where(pred.voxel_to_unit >= 0, pred.voxel_to_unit, n_units)  # (V,)
+    if reference:
+        masks, weights = unit_masks[:, v2u], None  # (T, V) voxel masks
+    else:
+        # NMS on unit masks, each unit weighted by its voxels: the same voxel counts and IoUs
+        # without the (T, V) expansion (T is the top-k, ~100x the instances that survive)
+        masks, weights = unit_masks, torch.bincount(v2u, minlength=n_units + 1)  # (T, U + 1), (U + 1,)
+    n_vox = masks.sum(dim=1) if weights is None else masks.to(torch.float32) @ weights.to(torch.float32)
+    big = n_vox >= test_cfg.npoint_thresh  # (T,)
     if not bool(big.any()):
         return empty
-    voxel_masks, top_scores, q_idx, c_idx = voxel_masks[big], top_scores[big], q_idx[big], c_idx[big]
+    masks, top_scores, q_idx, c_idx = masks[big], top_scores[big], q_idx[big], c_idx[big]
 
     if test_cfg.nms == "greedy":
-        keep = greedy_nms(voxel_masks, c_idx, top_scores, iou_threshold=test_cfg.nms_iou_threshold)
+        keep = greedy_nms(masks, c_idx, top_scores, iou_threshold=test_cfg.nms_iou_threshold, weights=weights)
         keep = keep if test_cfg.nms_topk < 0 else keep[: test_cfg.nms_topk]
         new_scores = top_scores[keep]
     else:
-        keep, new_scores = matrix_nms(voxel_masks, c_idx, top_scores, sigma=test_cfg.nms_sigma,
-                                      topk=test_cfg.nms_topk)
-    voxel_masks, q_idx, c_idx = voxel_masks[keep], q_idx[keep], c_idx[keep]
+        keep, new_scores = matrix_nms(masks, c_idx, top_scores, sigma=test_cfg.nms_sigma,
+                                      topk=test_cfg.nms_topk, weights=weights)
+    masks, q_idx, c_idx = masks[keep], q_idx[keep], c_idx[keep]
     # what a consumer gets (node, predict, validation): instances at or above the threshold
     above = (new_scores >= test_cfg.score_threshold).nonzero(as_tuple=True)[0]
     if above.numel() == 0:
         return empty
-    voxel_masks, q_idx, c_idx, new_scores = voxel_masks[above], q_idx[above], c_idx[above], new_scores[above]
+    masks, q_idx, c_idx, new_scores = masks[above], q_idx[above], c_idx[above], new_scores[above]
     if test_cfg.duplicate_iou > 0:
-        dup = suppress_duplicates(voxel_masks, c_idx, new_scores, test_cfg.duplicate_iou)
-        voxel_masks, q_idx, c_idx, new_scores = voxel_masks[dup], q_idx[dup], c_idx[dup], new_scores[dup]
+        dup = suppress_duplicates(masks, c_idx, new_scores, test_cfg.duplicate_iou, weights=weights)
+        masks, q_idx, c_idx, new_scores = masks[dup], q_idx[dup], c_idx[dup], new_scores[dup]
+    voxel_masks = masks if weights is None else masks[:, v2u]  # (K', V)
 
     refine = superpoint is not None and test_cfg.superpoint_refinement
+    p2v = pred.point_to_voxel  # (N,)
     if refine or reference:
-        point_masks = voxel_masks[:, pred.point_to_voxel]  # (K', N)
+        point_masks = voxel_masks[:, p2v]  # (K', N)
         if refine:
             point_masks = superpoint_refine(point_masks, superpoint.to(point_masks.device))
-        rows, pids = torch.nonzero(point_masks, as_tuple=True)  # (P,) row-major: points ascending
+        n_in = point_masks.sum(dim=1)  # (K',)
     else:
-        # without refinement a point is in a mask iff its voxel is: expand voxels to their points
-        # (cost ~ the masks' size, not K' x N)
-        rows, pids = _voxel_mask_points(voxel_masks, pred.point_to_voxel)
-    n_in = torch.bincount(rows, minlength=voxel_masks.shape[0])  # (K',)
+        # without refinement a point is in a mask iff its voxel is: count through the voxels
+        per_voxel = torch.bincount(p2v, minlength=voxel_masks.shape[1]).to(torch.float64)  # (V,)
+        n_in = (voxel_masks.to(torch.float64) @ per_voxel).long()  # (K',) whole numbers, exact
     ok = (n_in >= max(test_cfg.min_points, 1)).nonzero(as_tuple=True)[0]
     if ok.numel() == 0:
         return empty
-    q_idx, c_idx, new_scores = q_idx[ok], c_idx[ok], new_scores[ok]
-    order = torch.argsort(new_scores, descending=True, stable=True)
-    q_idx, c_idx, new_scores = q_idx[order], c_idx[order], new_scores[order]
-    final_row = torch.full_like(n_in, -1)
-    final_row[ok[order]] = torch.arange(ok.numel(), device=ok.device)
-    rows = final_row[rows]
-    kept = rows >= 0
-    rows, pids = rows[kept], pids[kept]
-    by_row = torch.argsort(rows, stable=True)  # points stay ascending within a row
-    rows, pids = rows[by_row], pids[by_row]
+    order = torch.argsort(new_scores[ok], descending=True, stable=True)
+    final = ok[order]  # (K,) rows of the published instances, best first
+    q_idx, c_idx, new_scores = q_idx[final], c_idx[final], new_scores[final]
+    if refine or reference:
+        rows, pids = torch.nonzero(point_masks[final], as_tuple=True)  # (P,) row-major: points ascending
+    elif final.numel() * p2v.numel() <= _DENSE_POINT_MASK_ELEMENTS:
+        rows, pids = torch.nonzero(voxel_masks[final][:, p2v], as_tuple=True)
+    else:
+        # many instances on a large cloud: expand voxels to their points (cost ~ the masks' size)
+        rows, pids = _voxel_mask_points(voxel_masks[final], p2v)
 
     lo, hi = mask_boxes(rows, pids, xyz.to(rows.device), ok.numel())
     sizes = torch.bincount(rows, minlength=ok.numel()).tolist()

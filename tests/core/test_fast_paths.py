@@ -138,7 +138,12 @@ def _compare(seg: Segmenter, seeds_sizes) -> int:
     return found
 
 
-def test_fast_inference_equals_reference_random_weights():
+@pytest.mark.parametrize("dense_points", [True, False])
+def test_fast_inference_equals_reference_random_weights(dense_points, monkeypatch):
+    from sphmask_core.inference import segmenter as segmenter_module
+
+    if not dense_points:  # the pair expansion of many instances on large clouds
+        monkeypatch.setattr(segmenter_module, "_DENSE_POINT_MASK_ELEMENTS", 0)
     torch.manual_seed(0)
     cfg = apply_overrides(
         load_model_config("small"),

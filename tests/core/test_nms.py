@@ -85,3 +85,25 @@ def test_greedy_nms_classwise():
 def test_empty_inputs():
     keep, new = matrix_nms(torch.zeros(0, 5, dtype=torch.bool), torch.zeros(0, dtype=torch.long), torch.zeros(0))
     assert keep.numel() == 0 and new.numel() == 0
+
+
+def test_weighted_columns_equal_expanded_masks():
+    """Unit masks with voxel-count weights: exactly the IoUs, decays and kept rows of the voxel masks."""
+    g = torch.Generator().manual_seed(3)
+    k, n_units = 40, 300
+    unit_masks = torch.rand(k, n_units, generator=g) < 0.2  # (K, U)
+    unit_masks[5] = unit_masks[4]  # an exact duplicate
+    unit_of_voxel = torch.randint(0, n_units, (5000,), generator=g)  # (V,) units of very different sizes
+    unit_of_voxel[:2000] = 7
+    weights = torch.bincount(unit_of_voxel, minlength=n_units)  # (U,)
+    voxel_masks = unit_masks[:, unit_of_voxel]  # (K, V)
+    labels = torch.randint(0, 3, (k,), generator=g)
+    scores = torch.rand(k, generator=g)
+    assert torch.equal(mask_iou_matrix(unit_masks, weights), mask_iou_matrix(voxel_masks))
+    keep_w, s_w = matrix_nms(unit_masks, labels, scores, topk=-1, weights=weights)
+    keep_v, s_v = matrix_nms(voxel_masks, labels, scores, topk=-1)
+    assert torch.equal(keep_w, keep_v) and torch.equal(s_w, s_v)
+    for thr in (0.05, 0.3):
+        assert torch.equal(greedy_nms(unit_masks, labels, scores, thr, weights=weights),
+                           greedy_nms(voxel_masks, labels, scores, thr))
+    assert not torch.equal(mask_iou_matrix(unit_masks), mask_iou_matrix(voxel_masks))  # weights matter

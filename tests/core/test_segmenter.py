@@ -270,9 +270,9 @@ def test_greedy_nms_setting_is_used_and_keeps_same_class_masks_apart(shipped: Se
     calls = []
     real = segmenter_module.greedy_nms
 
-    def spy(masks, labels, scores, iou_threshold):
-        keep = real(masks, labels, scores, iou_threshold=iou_threshold)
-        calls.append((masks[keep], labels[keep], iou_threshold))
+    def spy(masks, labels, scores, iou_threshold, weights=None):
+        keep = real(masks, labels, scores, iou_threshold=iou_threshold, weights=weights)
+        calls.append((masks[keep], labels[keep], iou_threshold, weights))
         return keep
 
     monkeypatch.setattr(segmenter_module, "greedy_nms", spy)
@@ -280,10 +280,10 @@ def test_greedy_nms_setting_is_used_and_keeps_same_class_masks_apart(shipped: Se
                                         "test.nms_topk": -1})
     inst = Segmenter(shipped.model, cfg, device="cpu")(scene.xyz, scene.rgb)
     assert len(calls) == 1 and len(inst) >= 1
-    masks, labels, thr = calls[0]
+    masks, labels, thr, weights = calls[0]
     from sphmask_core.inference.nms import mask_iou_matrix
 
-    iou = mask_iou_matrix(masks)
+    iou = mask_iou_matrix(masks, weights)
     same = labels[:, None] == labels[None, :]
     off_diagonal = ~torch.eye(len(labels), dtype=torch.bool)
     assert thr == 0.1 and bool((iou[same & off_diagonal] <= 0.1).all())
