@@ -91,29 +91,55 @@ class FrameResult:
     points_dropped: dict[str, int] = field(default_factory=dict)  # by pre-processing, by reason
 
 
+# Up to this many (instance, output point) cells each mask is expanded by a dense lookup over the
+# output points; past it, by grouping the output points once (an argsort of P, ~40 ms at 300k).
+_DENSE_EXPANSION_ELEMENTS = 1 << 25
+
+
+def _expand_dense(masks: list[np.ndarray], point_to_model: np.ndarray, valid: np.ndarray,
+                  n_model: int) -> list[np.ndarray]:
+    """Ascending output points of each mask through one (n_model + 1,) membership table per mask."""
+    safe = np.where(valid, point_to_model, n_model)  # (P,) the extra slot is never in a mask
+    out = []
+    for model_idx in masks:
+        member = np.zeros(n_model + 1, dtype=bool)
+        member[model_idx] = True
+        out.append(np.flatnonzero(member[safe]))
+    return out
+
+
+def _expand_grouped(masks: list[np.ndarray], point_to_model: np.ndarray, valid: np.ndarray,
+                    n_model: int) -> list[np.ndarray]:
+    """Ascending output points of each mask from a CSR grouping of output points by model point."""
+    order = np.argsort(np.where(valid, point_to_model, n_model), kind="stable")  # (P,)
+    counts = np.bincount(point_to_model[valid], minlength=n_model)  # (V,)
+    starts = np.concatenate([[0], np.cumsum(counts)])  # (V + 1,)
+    out = []
+    for model_idx in masks:
+        c = counts[model_idx]  # (m,)
+        # positions in `order` of every output point of these model points
+        offsets = np.repeat(starts[model_idx] - np.cumsum(c) + c, c) + np.arange(int(c.sum()))
+        out.append(np.sort(order[offsets]))
+    return out
+
+
 def expand_instances(inst: Instances, point_to_model: np.ndarray, xyz: np.ndarray) -> Instances:
     """Instances over model points -> instances over the output points mapping to them.
 
     point_to_model: (P,) int64 model point of each output point (-1 = none); xyz: (P, 3) output
-    points, used for the boxes. Masks may overlap, so each mask is expanded on its own, from a
-    CSR grouping of output points by model point (one argsort, no per-point loop).
+    points, used for the boxes. Masks may overlap, so each mask is expanded on its own.
     """
     n_out = point_to_model.shape[0]
     n_model = inst.n_points
     if len(inst) == 0:
         return Instances.empty(n_out, inst.class_names, inst.n_theta, inst.n_phi, inst.timings)
     valid = point_to_model >= 0  # (P,)
-    order = np.argsort(np.where(valid, point_to_model, n_model), kind="stable")  # (P,)
-    counts = np.bincount(point_to_model[valid], minlength=n_model)  # (V,)
-    starts = np.concatenate([[0], np.cumsum(counts)])  # (V + 1,)
-    masks: list[np.ndarray] = []
     boxes = np.zeros((len(inst), 6), dtype=np.float32)  # (K, 6)
-    for k, model_idx in enumerate(inst.masks):
-        c = counts[model_idx]  # (m,)
-        # positions in `order` of every output point of these model points
-        offsets = np.repeat(starts[model_idx] - np.cumsum(c) + c, c) + np.arange(int(c.sum()))
-        out_idx = np.sort(order[offsets])
-        masks.append(out_idx)
+    if len(inst) * n_out <= _DENSE_EXPANSION_ELEMENTS:
+        masks = _expand_dense(inst.masks, point_to_model, valid, n_model)
+    else:
+        masks = _expand_grouped(inst.masks, point_to_model, valid, n_model)
+    for k, out_idx in enumerate(masks):
         if out_idx.size:
             pts = xyz[out_idx]
             boxes[k, :3], boxes[k, 3:] = pts.min(axis=0), pts.max(axis=0)

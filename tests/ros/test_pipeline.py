@@ -14,8 +14,13 @@ from sphmask_core.inference.instances import Instances, point_instance_from_mask
 from sphmask_ros.pointcloud2 import encode_cloud
 
 
-def test_expand_instances_matches_brute_force():
+@pytest.mark.parametrize("dense", [True, False])
+def test_expand_instances_matches_brute_force(dense, monkeypatch):
+    from sphmask_ros import pipeline
     from sphmask_ros.pipeline import expand_instances
+
+    if not dense:
+        monkeypatch.setattr(pipeline, "_DENSE_EXPANSION_ELEMENTS", 0)
 
     rng = np.random.default_rng(2)
     n_model, n_out = 50, 400
