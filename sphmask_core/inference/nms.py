@@ -32,10 +32,13 @@ def mask_iou_matrix(masks: Tensor, weights: Tensor | None = None) -> Tensor:
     Every sum is a whole number below 2^24, so float32 gives it exactly in any order: the same
     IoU as the expanded masks.
     """
-    m = masks.to(torch.float32)  # (K, N)
-    mw = m if weights is None else m * weights.to(torch.float32)  # (K, N)
-    inter = mw @ m.T  # (K, K)
-    area = mw.sum(dim=1)  # (K,)
+    # counted in float64 on CUDA: float32 products there may run as TF32 (11-bit significands),
+    # which rounds counts above 2048; whole numbers below 2^24 then convert to float32 exactly
+    dtype = torch.float64 if masks.is_cuda else torch.float32
+    m = masks.to(dtype)  # (K, N)
+    mw = m if weights is None else m * weights.to(dtype)  # (K, N)
+    inter = (mw @ m.T).to(torch.float32)  # (K, K)
+    area = mw.sum(dim=1).to(torch.float32)  # (K,)
     union = area[:, None] + area[None, :] - inter
     return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(inter))
 

@@ -188,7 +188,7 @@ def postprocess(
         # NMS on unit masks, each unit weighted by its voxels: the same voxel counts and IoUs
         # without the (T, V) expansion (T is the top-k, ~100x the instances that survive)
         masks, weights = unit_masks, torch.bincount(v2u, minlength=n_units + 1)  # (T, U + 1), (U + 1,)
-    n_vox = masks.sum(dim=1) if weights is None else masks.to(torch.float32) @ weights.to(torch.float32)
+    n_vox = masks.sum(dim=1) if weights is None else (masks.to(torch.float64) @ weights.to(torch.float64)).long()
     big = n_vox >= test_cfg.npoint_thresh  # (T,)
     if not bool(big.any()):
         return empty
