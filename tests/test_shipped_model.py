@@ -7,8 +7,6 @@ within a margin of it, so a broken export, a config drift or a regression in inf
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
 import torch
 
 from sphmask_core.checkpoint import build_model_from_checkpoint

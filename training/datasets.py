@@ -314,8 +314,8 @@ def _bag_loader(cfg: DatasetConfig, train: bool) -> tuple[Callable[[int], Scene]
     which = "train" if train else "val"
     bags, (start, end) = (cfg.train_bags, cfg.train_range) if train else (cfg.val_bags, cfg.val_range)
     if not bags:
-        raise ConfigError(f"config key 'dataset.val_bags' is empty: list the validation bags "
-                          f"(the training bags with a later val_range, or others), or set val_every: 0")
+        raise ConfigError("config key 'dataset.val_bags' is empty: list the validation bags "
+                          "(the training bags with a later val_range, or others), or set val_every: 0")
     params = _node_params(cfg)
     split = BagSplit(tuple(Path(p).expanduser() for p in bags), float(start),
                      None if end is None else float(end))

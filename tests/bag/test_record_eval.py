@@ -24,7 +24,6 @@ from sphmask_ros.bag.messages import to_rclpy
 from sphmask_ros.bag.record import (
     EXTRINSIC_QUAT,
     EXTRINSIC_XYZ,
-    RecordConfig,
     frame_stamp_ns,
     record_synthetic,
     synthetic_frames,

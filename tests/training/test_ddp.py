@@ -8,7 +8,6 @@ agree up to float summation order.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
