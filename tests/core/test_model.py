@@ -202,9 +202,9 @@ def test_x4_split_runs_each_subset_through_the_unet_alone(scene20k: Scene) -> No
     seen = {}
     queries = model._queries
 
-    def spy(vox_, feats_, pw_, units, train):
+    def spy(vox_, feats_, pw_, units, train, **kwargs):
         seen["pieces"] = set(piece[units.object_voxel].tolist())
-        return queries(vox_, feats_, pw_, units, train)
+        return queries(vox_, feats_, pw_, units, train, **kwargs)
 
     model._queries = spy
     with torch.no_grad():
