@@ -96,23 +96,22 @@ class FrameResult:
 _DENSE_EXPANSION_ELEMENTS = 1 << 25
 
 
-def _expand_dense(masks: list[np.ndarray], point_to_model: np.ndarray, valid: np.ndarray,
-                  n_model: int) -> list[np.ndarray]:
-    """Ascending output points of each mask through one (n_model + 1,) membership table per mask."""
-    safe = np.where(valid, point_to_model, n_model)  # (P,) the extra slot is never in a mask
+def _expand_dense(masks: list[np.ndarray], model_of: np.ndarray, n_model: int) -> list[np.ndarray]:
+    """Ascending output points of each mask through one (n_model + 1,) membership table per mask.
+    model_of (P,): model point of each output point, n_model for none (a slot in no mask)."""
     out = []
     for model_idx in masks:
         member = np.zeros(n_model + 1, dtype=bool)
         member[model_idx] = True
-        out.append(np.flatnonzero(member[safe]))
+        out.append(np.flatnonzero(member[model_of]))
     return out
 
 
-def _expand_grouped(masks: list[np.ndarray], point_to_model: np.ndarray, valid: np.ndarray,
-                    n_model: int) -> list[np.ndarray]:
-    """Ascending output points of each mask from a CSR grouping of output points by model point."""
-    order = np.argsort(np.where(valid, point_to_model, n_model), kind="stable")  # (P,)
-    counts = np.bincount(point_to_model[valid], minlength=n_model)  # (V,)
+def _expand_grouped(masks: list[np.ndarray], model_of: np.ndarray, n_model: int) -> list[np.ndarray]:
+    """Ascending output points of each mask from a CSR grouping of output points by model point
+    (model_of as in _expand_dense)."""
+    order = np.argsort(model_of, kind="stable")  # (P,)
+    counts = np.bincount(model_of, minlength=n_model + 1)[:n_model]  # (V,)
     starts = np.concatenate([[0], np.cumsum(counts)])  # (V + 1,)
     out = []
     for model_idx in masks:
@@ -133,17 +132,15 @@ def expand_instances(inst: Instances, point_to_model: np.ndarray, xyz: np.ndarra
     n_model = inst.n_points
     if len(inst) == 0:
         return Instances.empty(n_out, inst.class_names, inst.n_theta, inst.n_phi, inst.timings)
-    valid = point_to_model >= 0  # (P,)
+    model_of = np.where(point_to_model >= 0, point_to_model, n_model)  # (P,) n_model = none
     boxes = np.zeros((len(inst), 6), dtype=np.float32)  # (K, 6)
-    if len(inst) * n_out <= _DENSE_EXPANSION_ELEMENTS:
-        masks = _expand_dense(inst.masks, point_to_model, valid, n_model)
-    else:
-        masks = _expand_grouped(inst.masks, point_to_model, valid, n_model)
+    expand = _expand_dense if len(inst) * n_out <= _DENSE_EXPANSION_ELEMENTS else _expand_grouped
+    masks = expand(inst.masks, model_of, n_model)
     for k, out_idx in enumerate(masks):
         if out_idx.size:
             pts = xyz[out_idx]
             boxes[k, :3], boxes[k, 3:] = pts.min(axis=0), pts.max(axis=0)
-    point_instance = np.where(valid, inst.point_instance[np.where(valid, point_to_model, 0)], -1)
+    point_instance = np.append(inst.point_instance, -1)[model_of]  # (P,) -1 where no model point
     return Instances(
         point_instance=point_instance.astype(np.int64),
         masks=masks,

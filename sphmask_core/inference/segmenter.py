@@ -238,7 +238,7 @@ def postprocess(
         rows, pids = _voxel_mask_points(voxel_masks[final], p2v)
 
     lo, hi = mask_boxes(rows, pids, xyz.to(rows.device), ok.numel())
-    sizes = torch.bincount(rows, minlength=ok.numel()).tolist()
+    sizes = n_in[final].tolist()  # points per published mask, counted above
     masks = [m.astype(np.int64) for m in np.split(pids.cpu().numpy(), np.cumsum(sizes)[:-1])]
     scores_np = new_scores.float().cpu().numpy().astype(np.float32)
     centers = pred.centers[q_idx].float().cpu().numpy()
